@@ -1,0 +1,36 @@
+# make install: .venv with torch first (pinned, overridable), then xmt with its dev extras.
+# make test: install + the test suite.   make reproduce: install + `xmt reproduce` (the main job).
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: install test test-fast reproduce lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# torchscale 0.3.0 (the library Kosmos-1 was built on) is the reference of the decoder parity test;
+	# only its pure-PyTorch modules are used, so its fairscale/timm requirements are not installed.
+	$(BIN)/pip install --quiet --no-deps torchscale==0.3.0
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+reproduce: install
+	$(BIN)/xmt reproduce
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

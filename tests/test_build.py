@@ -1,0 +1,110 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_config, tiny_model
+
+from toolkit.cli import main
+from toolkit.config import ConfigError, from_dict
+from toolkit.model import ModelConfig, load_model, preset_config, save_model
+from toolkit.registry import UnknownNameError
+
+
+def test_kosmos_1_3b_summary_matches_the_paper():
+    result = CliRunner().invoke(main, ["model", "summary", "--preset", "kosmos-1.3b", "--json"])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.output)
+    # Paper: "about 1.3B" in the language model, CLIP ViT-L/14 (~0.3B), "about 1.6B" in total.
+    assert 1.25e9 <= s["language_model_params"] <= 1.40e9
+    assert 0.28e9 <= s["vision_params"] <= 0.32e9
+    assert 1.55e9 <= s["total_params"] <= 1.70e9
+    # Embeddings 64,007 x 2048 counted once (tied); 24 blocks of 4 d^2 + 2 d f (+ biases, LayerNorms).
+    d, f, v = 2048, 8192, 64007
+    block = 4 * (d * d + d) + (d * f + f) + (f * d + d) + 2 * 2 * d + 2 * d + 2 * f
+    assert s["language_model_params"] == v * d + 24 * block + 2 * d
+    # Frozen: all of CLIP but its last layer.
+    last_clip_layer = 4 * (1024 * 1024 + 1024) + 2 * 1024 * 4096 + 4096 + 1024 + 4 * 1024
+    assert s["frozen_params"] == s["vision_params"] - last_clip_layer
+    assert s["trainable_params"] + s["frozen_params"] == s["total_params"]
+    assert s["image_tokens"] == 64
+
+
+def test_summary_table_and_unknown_preset():
+    runner = CliRunner()
+    result = runner.invoke(main, ["model", "summary", "--preset", "tiny"])
+    assert result.exit_code == 0 and "language_model_params" in result.output
+    bad = runner.invoke(main, ["model", "summary", "--preset", "kosmos-2"])
+    assert bad.exit_code != 0
+    assert "unknown model preset 'kosmos-2'; available: kosmos-1.3b, small, tiny" in bad.output
+    with pytest.raises(UnknownNameError, match="available: kosmos-1.3b, small, tiny"):
+        preset_config("huge")
+
+
+def test_config_errors_name_the_key_and_the_valid_values():
+    with pytest.raises(ConfigError, match="unknown config key 'model.decoder.depth'; valid keys: vocab_size, dim"):
+        from_dict(ModelConfig, {"decoder": {"depth": 3}}, prefix="model")
+    with pytest.raises(ConfigError, match="decoder.layers: expected an integer, got 'four'"):
+        from_dict(ModelConfig, {"decoder": {"layers": "four"}})
+    with pytest.raises(ConfigError, match="decoder.norm: unknown value 'postln'; valid: subln, preln"):
+        from_dict(ModelConfig, {"decoder": {"norm": "postln"}})
+    with pytest.raises(ConfigError, match="vision.freeze: unknown value 'some'; valid: all, all_but_last, none"):
+        from_dict(ModelConfig, {"vision": {"freeze": "some"}})
+    with pytest.raises(UnknownNameError, match="unknown attention backend 'flash'; available: eager, sdpa, xformers"):
+        tiny_model(decoder={"attention": "flash"})
+
+
+@pytest.mark.parametrize("overrides", [{}, {"vision": {"kind": "none"}}, {"decoder": {"tie_embeddings": False}}])
+def test_safetensors_round_trip(tmp_path, overrides):
+    model = tiny_model(**overrides)
+    save_model(model, tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["model.json", "model.safetensors"]
+    loaded = load_model(tmp_path / "ckpt").eval()
+    assert loaded.cfg == model.cfg
+    for (n, a), (m, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=False):
+        assert n == m and torch.equal(a, b)
+    ids = torch.randint(7, 64, (1, 9))
+    assert torch.equal(model(ids).logits, loaded(ids).logits)
+    if model.cfg.decoder.tie_embeddings:
+        assert loaded.decoder.output_projection is None
+
+
+def test_saved_clip_checkpoint_no_longer_needs_the_hf_directory(tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                                     image_size=16, patch_size=8)).save_pretrained(tmp_path / "clip")  # fmt: skip
+    model = tiny_model(vision={"kind": "clip", "path": str(tmp_path / "clip")})
+    save_model(model, tmp_path / "ckpt")
+    saved = json.loads((tmp_path / "ckpt" / "model.json").read_text())
+    assert saved["vision"]["path"] is None and saved["vision"]["width"] == 24 and saved["vision"]["layers"] == 2
+    loaded = load_model(tmp_path / "ckpt")
+    pixels = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.vision(pixels), loaded.vision(pixels))
+
+
+def test_load_errors_name_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.json"):
+        load_model(tmp_path)
+
+
+def test_presets_are_valid_configs():
+    for name in ("tiny", "small", "kosmos-1.3b"):
+        cfg = preset_config(name)
+        assert isinstance(cfg, ModelConfig)
+    tiny = preset_config("tiny")
+    assert tiny.vision.kind == "vit" and tiny.decoder.layers == 4
+    assert preset_config("tiny", {"vision": {"kind": "none"}}).vision.kind == "none"
+    assert tiny_config().decoder.dim == 32
+
+
+def test_reproduce_runs_what_exists_and_names_what_is_missing(tmp_path):
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "model check:" in result.output
+    assert "world build: not available yet" in result.output
+    summary = json.loads((tmp_path / "model_summary.json").read_text())
+    assert summary["preset"] == "tiny"
+    # At init the tied-embedding model's loss sits near log(vocab) (+0.5 for unit-variance logits).
+    assert abs(summary["init_loss"] - summary["uniform_loss"]) < 1.0

@@ -1,0 +1,103 @@
+import pytest
+import torch
+from conftest import tiny_config, tiny_model
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from toolkit.model import build_model
+from toolkit.model.vision import VISION, apply_freeze
+from toolkit.registry import UnknownNameError
+
+HF_CLIP = dict(
+    hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, image_size=16, patch_size=8
+)
+
+
+@pytest.fixture
+def clip_dir(tmp_path):
+    torch.manual_seed(11)
+    reference = CLIPVisionModel(CLIPVisionConfig(**HF_CLIP)).eval()
+    reference.save_pretrained(tmp_path / "clip")
+    return tmp_path / "clip", reference
+
+
+def test_clip_from_a_local_directory_gives_identical_features(clip_dir):
+    path, reference = clip_dir
+    model = tiny_model(vision={"kind": "clip", "path": str(path), "freeze": "all_but_last"})
+    # The shape comes from the directory, not from the config's defaults.
+    assert model.vision.out_dim == 24 and model.vision.num_tokens == 5
+    pixels = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        want = reference(pixel_values=pixels).last_hidden_state
+        got = model.vision(pixels)
+    assert torch.equal(got, want)
+    # And the image embeddings flow into the decoder from those features.
+    assert model.embed_images(pixels).shape == (2, model.num_image_tokens, 32)
+
+
+def test_freeze_all_but_last_leaves_exactly_the_last_layer_trainable(clip_dir):
+    path, _ = clip_dir
+    model = tiny_model(vision={"kind": "clip", "path": str(path), "freeze": "all_but_last"})
+    trainable = {n for n, p in model.vision.model.named_parameters() if p.requires_grad}
+    last = {f"encoder.layers.2.{n}" for n, _ in model.vision.last_layer().named_parameters()}
+    assert trainable == last and len(last) > 0
+    # Decoder and resampler stay trainable; the rest of the tower is frozen.
+    assert all(p.requires_grad for p in model.decoder.parameters())
+    assert all(p.requires_grad for p in model.resampler.parameters())
+    counts = apply_freeze(model.vision, "all")
+    assert counts["trainable"] == 0
+    counts = apply_freeze(model.vision, "none")
+    assert counts["frozen"] == 0 and counts["trainable"] == sum(p.numel() for p in model.vision.parameters())
+
+
+def test_random_clip_follows_the_config_shape():
+    model = tiny_model(vision={"kind": "clip"})
+    hf = model.vision.model.config
+    assert (hf.hidden_size, hf.num_hidden_layers, hf.image_size, hf.patch_size) == (16, 1, 16, 8)
+    assert model.vision.num_tokens == 4 + 1  # patches + CLS
+
+
+def test_small_vit_features_and_resampler_variants():
+    for kind, tokens in [("attentive", 3), ("linear", 4), ("mean", 3)]:
+        model = tiny_model(resampler={"kind": kind})
+        assert model.num_image_tokens == tokens
+        assert model.embed_images(torch.randn(2, 3, 16, 16)).shape == (2, tokens, 32)
+
+
+def test_mean_resampler_averages_groups_of_tokens():
+    model = tiny_model(resampler={"kind": "mean", "num_latents": 2})
+    feats = torch.arange(4 * 16, dtype=torch.float32).view(1, 4, 16)
+    with torch.no_grad():
+        got = model.resampler(feats)
+        want = model.resampler.dense(torch.stack([feats[0, :2].mean(0), feats[0, 2:].mean(0)])[None])
+    torch.testing.assert_close(got, want)
+
+
+def test_attentive_resampler_latents_attend_over_features_and_latents():
+    model = tiny_model()
+    r = model.resampler
+    feats = torch.randn(2, 4, 16)
+    with torch.no_grad():
+        x = r.dense(feats)
+        lat = r.latent_query[None].expand(2, -1, -1)
+        kv = torch.cat([x, lat], 1)
+        attn = r.x_attn
+        q = attn.q_proj(lat).view(2, 3, 4, 8).transpose(1, 2) * 8**-0.5
+        k = attn.k_proj(kv).view(2, 7, 4, 8).transpose(1, 2)
+        v = attn.v_proj(kv).view(2, 7, 4, 8).transpose(1, 2)
+        w = torch.softmax(q @ k.transpose(-1, -2), -1)
+        want = attn.out_proj((w @ v).transpose(1, 2).reshape(2, 3, 32))
+        got = r(feats)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+def test_clip_path_errors_name_the_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        build_model(tiny_config(vision={"kind": "clip", "path": str(tmp_path)}))
+
+
+def test_unknown_vision_and_resampler_names_list_the_valid_ones():
+    with pytest.raises(UnknownNameError, match="available: clip, vit, none"):
+        build_model(tiny_config(vision={"kind": "siglip"}))
+    with pytest.raises(UnknownNameError, match="available: attentive, linear, mean"):
+        build_model(tiny_config(resampler={"kind": "qformer"}))
+    assert sorted(VISION) == ["clip", "vit"]

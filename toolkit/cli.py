@@ -1,0 +1,73 @@
+"""The `xmt` command line: thin commands that parse arguments and call one library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from toolkit.config import ConfigError
+from toolkit.registry import UnknownNameError
+
+
+class _Group(click.Group):
+    """Turns the library's user-facing errors into one-line CLI errors."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, UnknownNameError, FileNotFoundError) as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="xmt")
+def main() -> None:
+    """xmt: train, evaluate and analyse Kosmos-style multimodal LLMs for cross-modal transfer."""
+
+
+@main.group(cls=_Group)
+def model() -> None:
+    """Inspect model presets."""
+
+
+@model.command("summary")
+@click.option("--preset", required=True, help="Model preset name (tiny, small, kosmos-1.3b).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def model_summary(preset: str, as_json: bool) -> None:
+    """Parameter counts per component of PRESET, built on the meta device (no memory is allocated)."""
+    from toolkit.model.summary import summarize_preset
+
+    summary = summarize_preset(preset)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(summary_table(summary))
+
+
+def summary_table(summary: dict) -> str:
+    rows = [(k, v) for k, v in summary.items() if k.endswith("_params")]
+    width = max(len(k) for k, _ in rows)
+    shape = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "preset" and not k.endswith("_params"))
+    lines = [f"preset {summary['preset']}: {shape}"]
+    lines += [f"  {k:<{width}}  {v:>15,}  ({v / 1e9:.3f}B)" for k, v in rows]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
+@click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")
+def reproduce(scale: str, out: str) -> None:
+    """The main job: world -> paper grids -> eval -> analysis -> paper tables.
+
+    Runs every stage the toolkit has so far and names the stages it does not have yet.
+    """
+    from toolkit.reproduce import run_reproduce
+
+    ok = run_reproduce(scale=scale, out=out, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data: the interleaved sequence format (later: tokenizer, readers, mixtures)."""

@@ -1,0 +1,137 @@
+"""Position encodings: xPos (Kosmos-1), RoPE, learned absolute, none.
+
+Relative encodings (xpos, rope) rotate q and k inside attention; absolute ones (learned) add a vector
+to the input embeddings. A decoder computes the tables once per forward and every layer applies them.
+
+xPos follows torchscale 0.3.0 exactly: interleaved pairs (x[2j], x[2j+1]) are rotated by the angle
+n / theta^(j / (D/2)) at position n, then q is multiplied by zeta_j^(c / scale_base) and k by
+zeta_j^(-c / scale_base), zeta_j = (2j + 0.4 D) / (1.4 D), with centred positions c = n - ceil(L/2)
+for L keys. Only offsets enter q.k, so a KV cache that re-centres stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from toolkit.model.config import DecoderConfig
+from toolkit.registry import Registry
+
+Tensor = torch.Tensor
+POSITIONS: Registry[type] = Registry("position encoding")
+
+
+@dataclass
+class RotaryTables:
+    """cos/sin for queries and keys, (B, 1, T, D) float32, with any xPos scale folded in."""
+
+    q_cos: Tensor
+    q_sin: Tensor
+    k_cos: Tensor
+    k_sin: Tensor
+
+
+def rotate_every_two(x: Tensor) -> Tensor:
+    """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)."""
+    x1, x2 = x[..., ::2], x[..., 1::2]
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+def rotary_angles(pos: Tensor, head_dim: int, theta: float) -> Tensor:
+    """(B, T) positions -> (B, T, D/2) angles n / theta^(j / (D/2))."""
+    inv_freq = 1.0 / theta ** (torch.arange(head_dim // 2, dtype=torch.float32, device=pos.device) / (head_dim // 2))
+    return pos.to(torch.float32)[..., None] * inv_freq
+
+
+def xpos_zeta(head_dim: int, device=None) -> Tensor:
+    """(D/2,) per-pair decay bases zeta_j = (2j + 0.4 D) / (1.4 D)."""
+    return (torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) + 0.4 * head_dim) / (1.4 * head_dim)
+
+
+def _interleave(t: Tensor) -> Tensor:
+    """(B, T, D/2) -> (B, 1, T, D), each value duplicated for its pair."""
+    return t.repeat_interleave(2, dim=-1)[:, None]
+
+
+class PositionEncoding(nn.Module):
+    """Base: no absolute embedding and no rotation."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+
+    def embed(self, position_ids: Tensor) -> Tensor | None:
+        """Absolute embedding (B, T, dim) to add to the inputs, or None."""
+        return None
+
+    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables | None:
+        """Rotation tables for queries at q_pos (B, Tq) and keys at k_pos (B, Tk), or None."""
+        return None
+
+    def init_weights(self) -> None:
+        pass
+
+
+def apply_rotary(q: Tensor, k: Tensor, tables: RotaryTables | None) -> tuple[Tensor, Tensor]:
+    """Rotate q, k (B, H, T, D) with precomputed tables; computed in at least float32, returned in input dtype."""
+    if tables is None:
+        return q, k
+    dtype = torch.promote_types(q.dtype, torch.float32)  # never rotate in half precision
+    qf, kf = q.to(dtype), k.to(dtype)
+    q_out = qf * tables.q_cos + rotate_every_two(qf) * tables.q_sin
+    k_out = kf * tables.k_cos + rotate_every_two(kf) * tables.k_sin
+    return q_out.to(q.dtype), k_out.to(k.dtype)
+
+
+@POSITIONS.register("none")
+class NoPositions(PositionEncoding):
+    pass
+
+
+@POSITIONS.register("rope")
+class RotaryPositions(PositionEncoding):
+    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables:
+        d, theta = self.cfg.head_dim, self.cfg.rope_theta
+        qa, ka = rotary_angles(q_pos, d, theta), rotary_angles(k_pos, d, theta)
+        return RotaryTables(_interleave(qa.cos()), _interleave(qa.sin()), _interleave(ka.cos()), _interleave(ka.sin()))
+
+
+@POSITIONS.register("xpos")
+class XPosPositions(PositionEncoding):
+    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables:
+        d, theta = self.cfg.head_dim, self.cfg.rope_theta
+        centre = -(-k_pos.shape[1] // 2)  # ceil(L / 2) over the key length, as torchscale
+        zeta = xpos_zeta(d, q_pos.device)
+        q_scale = zeta ** ((q_pos - centre).to(torch.float32)[..., None] / self.cfg.xpos_scale_base)  # (B, Tq, D/2)
+        k_scale = zeta ** (-(k_pos - centre).to(torch.float32)[..., None] / self.cfg.xpos_scale_base)
+        qa, ka = rotary_angles(q_pos, d, theta), rotary_angles(k_pos, d, theta)
+        return RotaryTables(
+            _interleave(qa.cos() * q_scale),
+            _interleave(qa.sin() * q_scale),
+            _interleave(ka.cos() * k_scale),
+            _interleave(ka.sin() * k_scale),
+        )
+
+
+@POSITIONS.register("learned")
+class LearnedPositions(PositionEncoding):
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__(cfg)
+        self.weight = nn.Parameter(torch.empty(cfg.max_len, cfg.dim))
+
+    def embed(self, position_ids: Tensor) -> Tensor:
+        if int(position_ids.max()) >= self.cfg.max_len:
+            raise ValueError(
+                f"position {int(position_ids.max())} exceeds decoder.max_len={self.cfg.max_len} "
+                "of the learned position table"
+            )
+        return self.weight[position_ids]
+
+    def init_weights(self) -> None:
+        nn.init.normal_(self.weight, std=self.cfg.dim**-0.5)
+
+
+def build_positions(cfg: DecoderConfig) -> PositionEncoding:
+    return POSITIONS.get(cfg.positions)(cfg)
