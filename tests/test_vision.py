@@ -101,3 +101,24 @@ def test_unknown_vision_and_resampler_names_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match="available: attentive, linear, mean"):
         build_model(tiny_config(resampler={"kind": "qformer"}))
     assert sorted(VISION) == ["clip", "vit"]
+
+
+def test_attentive_resampler_matches_the_kosmos2_connector_with_mapped_weights():
+    from transformers import Kosmos2Config
+    from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2ImageToTextProjection
+
+    hf_cfg = Kosmos2Config(
+        text_config=dict(embed_dim=32, attention_heads=4, layers=1, ffn_dim=64, vocab_size=64),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=16, patch_size=8),
+        latent_query_num=3,
+    )  # fmt: skip
+    torch.manual_seed(4)
+    reference = Kosmos2ImageToTextProjection(hf_cfg).eval()
+    model = tiny_model()
+    model.resampler.load_state_dict(reference.state_dict(), strict=True)
+    feats = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        want = reference(feats)[0]
+        got = model.resampler(feats)
+    assert (got - want).abs().max() <= 1e-6
