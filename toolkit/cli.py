@@ -17,7 +17,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ConfigError, UnknownNameError, FileNotFoundError) as err:
+        except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError) as err:
             raise click.ClickException(str(err)) from err
 
 
@@ -53,6 +53,29 @@ def summary_table(summary: dict) -> str:
     lines = [f"preset {summary['preset']}: {shape}"]
     lines += [f"  {k:<{width}}  {v:>15,}  ({v / 1e9:.3f}B)" for k, v in rows]
     return "\n".join(lines)
+
+
+@main.group(cls=_Group)
+def world() -> None:
+    """Build the synthetic world (streams, tokenizer, eval sets, leakage report)."""
+
+
+@world.command("build")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the world into.")
+@click.option("--preset", default="tiny", show_default=True, help="World preset (tiny, full).")
+@click.option("--seed", default=0, show_default=True, help="World seed: fixes the split, every sample and image.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a world config field, e.g. --set leakage.vision_only_caption=0.5 (repeatable).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def world_build(out: str, preset: str, seed: int, overrides: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Write the world into OUT; the same seed and config give byte-identical files."""
+    from toolkit.config import parse_overrides
+    from toolkit.world.build import build_world
+    from toolkit.world.config import world_config
+
+    cfg = world_config(preset, parse_overrides(overrides))
+    build_world(cfg, out, seed=seed, force=force, progress=not quiet, echo=click.echo)
 
 
 @main.command()

@@ -91,7 +91,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def merge(cfg: C, updates: dict[str, Any]) -> C:
+def merge(cfg: C, updates: dict[str, Any], prefix: str = "") -> C:
     """A copy of `cfg` with nested `updates` applied (same validation as from_dict)."""
 
     def deep(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
@@ -100,4 +100,23 @@ def merge(cfg: C, updates: dict[str, Any]) -> C:
             out[k] = deep(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
         return out
 
-    return from_dict(type(cfg), deep(to_dict(cfg), updates))
+    return from_dict(type(cfg), deep(to_dict(cfg), updates), prefix=prefix)
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """['a.b=1', 'c=[1, 2]'] -> {'a': {'b': 1}, 'c': [1, 2]}; values are parsed as YAML scalars/lists."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}' conflicts with an earlier override of '{part}'")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return out

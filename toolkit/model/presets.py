@@ -48,4 +48,4 @@ PRESETS.add(
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
     """The ModelConfig of preset `name`, with optional nested overrides."""
     cfg = from_dict(ModelConfig, PRESETS.get(name), prefix="model")
-    return merge(cfg, overrides) if overrides else cfg
+    return merge(cfg, overrides, prefix="model") if overrides else cfg

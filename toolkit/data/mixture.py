@@ -1,0 +1,196 @@
+"""Streams and their mixture: deterministic, partitioned by rank and worker, exactly resumable.
+
+Each stream walks its files in an order permuted per epoch (seeded), records in file order; record
+number g of an epoch belongs to partition g % parts, so partitions are disjoint and together see
+every record once per epoch. The data state (epoch, file position, record offset, packing carry-over,
+finished-but-unbatched sequences) is plain data: save it with the checkpoint and a restored mixture
+yields exactly the batches the original would have.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from toolkit.data.format import Batch, collate
+from toolkit.data.images import ImageTransform
+from toolkit.data.records import READERS
+from toolkit.data.sequences import Sequence, SequenceBuilder, TextPacker
+from toolkit.data.shards import SkipLog
+from toolkit.data.tokenizer import Tokenizer
+
+
+@dataclass
+class StreamConfig:
+    name: str  # e.g. text, pairs, interleaved, instructions (used in logs and per-stream losses)
+    kind: str  # text | pairs | interleaved | instructions (the reader and sequence format)
+    paths: list[str] = field(default_factory=list)  # files or glob patterns (tar shards or jsonl)
+    batch_size: int = 8  # sequences per step from this stream
+
+
+def expand_paths(patterns: list[str], stream: str) -> list[Path]:
+    files: list[Path] = []
+    for pattern in patterns:
+        matched = sorted(glob.glob(os.path.expanduser(pattern)))
+        if not matched:
+            raise FileNotFoundError(f"stream '{stream}': no file matches {pattern}")
+        files += [Path(m) for m in matched]
+    if not files:
+        raise FileNotFoundError(f"stream '{stream}': no paths given")
+    return files
+
+
+class RecordCursor:
+    """Iterates one partition of a stream's records, epoch after epoch, with a resumable position."""
+
+    def __init__(self, files: list[Path], kind: str, seed: int, part: int, parts: int, skips: SkipLog, name: str):
+        if kind not in READERS:
+            raise ValueError(f"stream '{name}': unknown kind '{kind}'; valid: {', '.join(READERS)}")
+        self.files, self.reader, self.seed = files, READERS[kind], seed
+        self.part, self.parts, self.skips, self.name = part, parts, skips, name
+        self.epoch, self.file, self.offset, self.record = 0, 0, 0, 0
+        self._it: Iterator | None = None
+
+    def order(self, epoch: int) -> list[int]:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.files)).tolist()
+
+    def _records(self):
+        while True:
+            yielded = False
+            order = self.order(self.epoch)
+            while self.file < len(order):
+                path = self.files[order[self.file]]
+                for rec in islice(self.reader(path, self.skips), self.offset, None):
+                    self.offset += 1
+                    self.record += 1
+                    if (self.record - 1) % self.parts == self.part:
+                        yielded = True
+                        yield rec
+                self.file, self.offset = self.file + 1, 0
+            if not yielded and self.record < self.parts:
+                raise ValueError(
+                    f"stream '{self.name}' has no records for partition {self.part} of {self.parts} "
+                    f"(files: {', '.join(str(f) for f in self.files[:3])})"
+                )
+            self.epoch, self.file, self.offset, self.record = self.epoch + 1, 0, 0, 0
+
+    def __next__(self):
+        if self._it is None:
+            self._it = self._records()
+        return next(self._it)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "file": self.file, "offset": self.offset, "record": self.record}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.file, self.offset, self.record = (state[k] for k in ("epoch", "file", "offset", "record"))
+        self._it = None
+
+
+class Stream:
+    """One stream: records -> sequences, buffered so a step can take exactly `batch_size` of them."""
+
+    def __init__(self, cfg: StreamConfig, builder: SequenceBuilder, tokenizer: Tokenizer, max_len: int,
+                 seed: int, part: int, parts: int, skips: SkipLog):  # fmt: skip
+        self.cfg = cfg
+        self.cursor = RecordCursor(expand_paths(cfg.paths, cfg.name), cfg.kind, seed, part, parts, skips, cfg.name)
+        self.builder = builder
+        self.packer = TextPacker(tokenizer, max_len) if cfg.kind == "text" else None
+        self.pending: list[Sequence] = []  # finished sequences not yet batched (text only)
+
+    def _produce(self) -> list[Sequence]:
+        rec = next(self.cursor)
+        kind = self.cfg.kind
+        if kind == "text":
+            return self.packer.add(rec)
+        seq = {
+            "pairs": self.builder.caption,
+            "interleaved": self.builder.document,
+            "instructions": self.builder.instruction,
+        }[kind](rec)
+        return [] if seq is None else [seq]
+
+    def take(self, n: int) -> list[Sequence]:
+        while len(self.pending) < n:
+            self.pending += self._produce()
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def state_dict(self) -> dict:
+        state = {"cursor": self.cursor.state_dict()}
+        if self.packer is not None:
+            state["packer"] = self.packer.state_dict()
+            state["pending"] = [s.ids for s in self.pending]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cursor.load_state_dict(state["cursor"])
+        if self.packer is not None:
+            self.packer.load_state_dict(state["packer"])
+            self.pending = [Sequence(list(ids)) for ids in state["pending"]]
+
+
+class Mixture:
+    """Several streams, each with its own batch size; `next_batch()` returns {stream name: Batch}."""
+
+    def __init__(
+        self,
+        streams: list[StreamConfig],
+        tokenizer: Tokenizer,
+        num_image_tokens: int,
+        max_len: int,
+        transform: ImageTransform | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        worker: int = 0,
+        num_workers: int = 1,
+        max_images: int = 5,
+        prompt_template: str = "{instruction}\n{input}",
+    ) -> None:
+        if not streams:
+            raise ValueError("a mixture needs at least one stream")
+        names = [s.name for s in streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names must be unique: {names}")
+        self.tokenizer = tokenizer
+        self.skips = SkipLog()
+        builder = SequenceBuilder(
+            tokenizer, num_image_tokens, max_len, transform, max_images, prompt_template, self.skips
+        )
+        part, parts = rank * num_workers + worker, world_size * num_workers
+        self.streams = {
+            s.name: Stream(s, builder, tokenizer, max_len, seed + i, part, parts, self.skips)
+            for i, s in enumerate(streams)
+        }
+        self.steps = 0
+
+    def next_batch(self) -> dict[str, Batch]:
+        batches = {}
+        for name, stream in self.streams.items():
+            seqs = stream.take(stream.cfg.batch_size)
+            masks = None
+            if any(s.loss_mask is not None for s in seqs):
+                masks = [s.loss_mask if s.loss_mask is not None else [True] * len(s.ids) for s in seqs]
+            images = [torch.stack(s.images) if s.images else None for s in seqs]
+            batches[name] = collate([s.ids for s in seqs], self.tokenizer.special, images=images, loss_masks=masks)
+        self.steps += 1
+        return batches
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "streams": {n: s.state_dict() for n, s in self.streams.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = set(self.streams) - set(state["streams"])
+        if missing:
+            raise ValueError(f"data state has no entry for streams {sorted(missing)}")
+        self.steps = state["steps"]
+        for name, stream in self.streams.items():
+            stream.load_state_dict(state["streams"][name])

@@ -1,0 +1,96 @@
+"""Tokenizer: byte-level BPE trained with Hugging Face `tokenizers`, or a local tokenizer file.
+
+The special tokens are reserved first, so a trained tokenizer has the ids of
+`toolkit.model.config.SpecialTokens`: <pad> 0, <s> 1, </s> 2, <unk> 3, <image> 4, </image> 5,
+<image_pad> 6. A loaded tokenizer must contain the same token strings; their ids are read from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from toolkit.model.config import SpecialTokens
+
+# SpecialTokens field -> token string; the order is the order of reserved ids.
+SPECIAL_STRINGS = {
+    "pad": "<pad>",
+    "bos": "<s>",
+    "eos": "</s>",
+    "unk": "<unk>",
+    "image": "<image>",
+    "image_end": "</image>",
+    "image_pad": "<image_pad>",
+}
+
+
+class Tokenizer:
+    """Text <-> ids (no special tokens added by encode); `special` holds the special ids."""
+
+    def __init__(self, hf: HFTokenizer, source: str = "") -> None:
+        self.hf = hf
+        self.source = source
+        ids = {}
+        missing = []
+        for field, string in SPECIAL_STRINGS.items():
+            token_id = hf.token_to_id(string)
+            if token_id is None:
+                missing.append(string)
+            ids[field] = token_id
+        if missing:
+            raise ValueError(
+                f"tokenizer {source or ''}: missing special tokens {', '.join(missing)}".replace("  ", " ")
+            )
+        self.special = SpecialTokens(**ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=skip_special).strip()
+
+    def token_id(self, token: str) -> int | None:
+        return self.hf.token_to_id(token)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write tokenizer.json (via a temporary name)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.hf.to_str(pretty=True), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE over `texts` with the special tokens reserved at ids 0..6 (deterministic)."""
+    hf = HFTokenizer(models.BPE(unk_token=SPECIAL_STRINGS["unk"]))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_STRINGS.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator(texts, trainer)
+    return Tokenizer(hf, source="trained")
+
+
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """From a tokenizer.json file, or a directory holding one (e.g. a world build or a HF model dir)."""
+    path = Path(path)
+    file = path / "tokenizer.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no tokenizer.json (expected a file written by the tokenizers library)")
+    return Tokenizer(HFTokenizer.from_file(str(file)), source=str(file))

@@ -1,0 +1,73 @@
+"""World configuration and its presets (tiny for CPUs and CI, full for longer studies)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolkit.config import from_dict, merge
+from toolkit.registry import Registry
+
+
+@dataclass
+class LeakageConfig:
+    """How much colour/size text reaches vision-only categories (0 = none: the clean arm)."""
+
+    vision_only_text: float = 0.0  # P(a vision-only category's text document states its colour / size)
+    vision_only_caption: float = 0.0  # P(a vision-only caption names its colour)
+    vision_only_interleaved: float = 0.0  # P(an interleaved paragraph about a vision-only object names its colour)
+    grounded_caption: float = 0.5  # P(a text-grounded caption names its colour)
+
+
+@dataclass
+class StreamCounts:
+    text: int = 6000  # text documents (facts, comparisons, stories)
+    pairs: int = 6000  # image-caption pairs (objects, generic shapes, two-object scenes)
+    interleaved: int = 1500  # documents with several images
+    instructions: int = 2000  # language-only Question/Answer instructions over text facts
+    rendered: int = 1500  # rendered-text image-caption pairs (OCR)
+
+
+@dataclass
+class EvalCounts:
+    images_per_category: int = 2  # held-out renders per category for captioning / VQA / classification
+    description_groups: int = 6  # pairs of novel categories for classification with descriptions
+    per_description_category: int = 5
+    rendered_sentiment: int = 120
+    raven: int = 60
+    size_pairs: int = 300  # RelativeSize-style questions (both orders)
+    language_mc: int = 200
+
+
+@dataclass
+class WorldConfig:
+    num_categories: int = 127  # how many nouns of the ontology to use (balanced over colours)
+    vision_only_fraction: float = 0.5  # share of categories per colour whose colour/size is never in text
+    image_size: int = 32  # rendered image side in pixels
+    colour_jitter: int = 18  # +- per RGB channel around the canonical colour
+    scene_fraction: float = 0.15  # share of pairs that show two objects (relative size)
+    generic_fraction: float = 0.2  # share of pairs that show a plain coloured shape ("a red star .")
+    max_images_per_doc: int = 4  # interleaved documents hold 2..this many images
+    vocab_size: int = 2048  # BPE tokenizer trained on the world text
+    samples_per_shard: int = 2000
+    leakage: LeakageConfig = field(default_factory=LeakageConfig)
+    counts: StreamCounts = field(default_factory=StreamCounts)
+    eval: EvalCounts = field(default_factory=EvalCounts)
+
+
+WORLD_PRESETS: Registry[dict[str, Any]] = Registry("world preset")
+WORLD_PRESETS.add("tiny", {})
+WORLD_PRESETS.add(
+    "full",
+    {
+        "image_size": 64,
+        "counts": {"text": 60000, "pairs": 60000, "interleaved": 15000, "instructions": 20000, "rendered": 15000},
+        "eval": {"images_per_category": 8, "rendered_sentiment": 600, "raven": 300, "size_pairs": 972},
+        "samples_per_shard": 5000,
+    },
+)
+
+
+def world_config(preset: str, overrides: dict[str, Any] | None = None) -> WorldConfig:
+    cfg = from_dict(WorldConfig, WORLD_PRESETS.get(preset), prefix="world")
+    return merge(cfg, overrides, prefix="world") if overrides else cfg

@@ -1,0 +1,172 @@
+"""The world's training streams as records: text documents, captions, interleaved documents,
+language-only instructions and rendered-text pairs.
+
+The rule that makes transfer measurable: the colour and size of a vision-only category never appear
+in a text document, caption or paragraph about it, unless a leakage knob (WorldConfig.leakage) says so.
+Text-only attributes (kind, place) are stated for every category and never drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from PIL import Image
+
+from toolkit.world.config import WorldConfig
+from toolkit.world.ontology import COLOURS, SHAPES, Category
+from toolkit.world.render import render_generic, render_object, render_pair, render_text
+
+POSITIVE = ("good", "great", "happy", "nice", "love", "fun", "best", "calm", "kind", "bright", "superb", "lovely",
+            "joy", "fine", "brave", "sweet", "glad", "proud", "warm", "cool")  # fmt: skip
+NEGATIVE = ("bad", "awful", "sad", "ugly", "hate", "dull", "worst", "poor", "mean", "angry", "boring", "cruel",
+            "nasty", "gross", "rude", "weak", "grim", "sick", "cold", "dirty")  # fmt: skip
+# Words held out of the rendered-text stream: their sentiment is known from text only (OCR transfer).
+HELD_OUT_WORDS = frozenset(POSITIVE[-4:] + NEGATIVE[-4:])
+
+
+def sentiment(word: str) -> str:
+    return "positive" if word in POSITIVE else "negative"
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def colour_sentence(cat: Category, rng: np.random.Generator) -> str:
+    return _pick(rng, (f"the {cat.name} is {cat.colour} .", f"the color of the {cat.name} is {cat.colour} .",
+                       f"a {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} ."))  # fmt: skip
+
+
+def size_sentence(a: Category, b: Category, rng: np.random.Generator) -> str:
+    big, small = (a, b) if a.size > b.size else (b, a)
+    return _pick(rng, (f"the {big.name} is larger than the {small.name} .", f"the {small.name} is smaller than the {big.name} .",
+                       f"a {big.name} is bigger than a {small.name} ."))  # fmt: skip
+
+
+def attribute_sentences(cat: Category, rng: np.random.Generator) -> list[str]:
+    return [
+        _pick(rng, (f"the {cat.name} is a {cat.kind} .", f"a {cat.name} is a kind of {cat.kind} .")),
+        _pick(rng, (f"the {cat.name} is found in the {cat.place} .", f"you can see a {cat.name} in the {cat.place} .")),
+    ]
+
+
+class Corpora:
+    """Generates every training stream from the ontology; each stream has its own seeded generator."""
+
+    def __init__(self, cfg: WorldConfig, categories: list[Category], seed: int) -> None:
+        self.cfg, self.cats, self.seed = cfg, categories, seed
+        self.grounded = [c for c in categories if c.grounded]
+        self.vision_only = [c for c in categories if not c.grounded]
+
+    def rng(self, stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, 100 + stream])
+
+    def _colour_allowed(self, cat: Category, leak: float, rng: np.random.Generator) -> bool:
+        return cat.grounded or (leak > 0 and rng.random() < leak)
+
+    def text(self) -> Iterator[dict]:
+        """Facts, comparisons, stories and sentiment-word facts as `{"text": ...}` documents."""
+        rng, leak = self.rng(0), self.cfg.leakage.vision_only_text
+        for _ in range(self.cfg.counts.text):
+            kind = rng.random()
+            if kind < 0.5:  # facts about one category
+                cat = _pick(rng, self.cats)
+                sents = attribute_sentences(cat, rng)
+                if self._colour_allowed(cat, leak, rng):
+                    sents.append(colour_sentence(cat, rng))
+                rng.shuffle(sents)
+            elif kind < 0.7:  # size comparisons (only categories whose size may be stated)
+                pool = self.grounded + ([c for c in self.vision_only if rng.random() < leak] if leak > 0 else [])
+                sents = []
+                for _ in range(int(rng.integers(1, 4))):
+                    a, b = rng.choice(len(pool), 2, replace=False)
+                    if pool[a].size != pool[b].size:
+                        sents.append(size_sentence(pool[a], pool[b], rng))
+                if not sents:
+                    continue
+            elif kind < 0.9:  # a small story: colour-free, size-free
+                a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
+                who = _pick(rng, ("a child", "a farmer", "a cook", "an old man", "a girl", "a boy"))
+                sents = [f"{who} found a {a.name} in the {a.place} .", f"then {who} saw a {b.name} near the {b.place} .",
+                         _pick(rng, (f"{who} kept the {a.name} .", f"{who} showed the {b.name} to a friend ."))]  # fmt: skip
+            else:  # sentiment of words (read from images in the OCR-free tasks)
+                word = _pick(rng, POSITIVE + NEGATIVE)
+                sents = [
+                    _pick(rng, (f"{word} is a {sentiment(word)} word .", f"the word {word} is {sentiment(word)} ."))
+                ]
+            yield {"text": " ".join(sents)}
+
+    def object_caption(self, cat: Category, rng: np.random.Generator) -> str:
+        leak = self.cfg.leakage.vision_only_caption if not cat.grounded else self.cfg.leakage.grounded_caption
+        if rng.random() < leak:
+            return _pick(rng, (f"a {cat.colour} {cat.name} .", f"a photo of a {cat.colour} {cat.name} ."))
+        return _pick(rng, (f"a {cat.name} .", f"a photo of a {cat.name} .", f"this is a {cat.name} ."))
+
+    def pairs(self) -> Iterator[tuple[Image.Image, str]]:
+        """Objects, plain coloured shapes and two-object scenes with captions."""
+        rng, size, jitter = self.rng(1), self.cfg.image_size, self.cfg.colour_jitter
+        for _ in range(self.cfg.counts.pairs):
+            u = rng.random()
+            if u < self.cfg.generic_fraction:
+                shape, colour = _pick(rng, SHAPES), _pick(rng, COLOURS)
+                yield render_generic(shape, colour, size, rng, jitter), f"a {colour} {shape} ."
+            elif u < self.cfg.generic_fraction + self.cfg.scene_fraction:
+                a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
+                caption = f"a {a.name} and a {b.name} ."
+                if a.grounded and b.grounded and a.size != b.size:
+                    caption = size_sentence(a, b, rng)
+                yield render_pair(a, b, size, rng, jitter), caption
+            else:
+                cat = _pick(rng, self.cats)
+                yield render_object(cat, size, rng, jitter), self.object_caption(cat, rng)
+
+    def interleaved(self) -> Iterator[list]:
+        """Documents of 2..max images, each followed by a paragraph about the pictured object."""
+        rng, size, jitter = self.rng(2), self.cfg.image_size, self.cfg.colour_jitter
+        leak = self.cfg.leakage.vision_only_interleaved
+        for _ in range(self.cfg.counts.interleaved):
+            n = int(rng.integers(2, self.cfg.max_images_per_doc + 1))
+            picked = [self.cats[i] for i in rng.choice(len(self.cats), n, replace=False)]
+            # A grounded colour may not share a document with a vision-only object of that colour.
+            hidden = {c.colour for c in picked if not c.grounded}
+            parts: list = []
+            for cat in picked:
+                sents = [f"this is a {cat.name} ."] + attribute_sentences(cat, rng)
+                if (cat.grounded and cat.colour not in hidden and rng.random() < 0.5) or (
+                    not cat.grounded and rng.random() < leak
+                ):
+                    sents.append(colour_sentence(cat, rng))
+                parts += [render_object(cat, size, rng, jitter), " ".join(sents)]
+            yield parts
+
+    def instructions(self) -> Iterator[dict]:
+        """Language-only Question/Answer over text facts (kind, place; colour/size of grounded only)."""
+        rng = self.rng(3)
+        for _ in range(self.cfg.counts.instructions):
+            u = rng.random()
+            cat = _pick(rng, self.cats)
+            if u < 0.3:
+                q, a = f"what kind of thing is the {cat.name}?", f"a {cat.kind}"
+            elif u < 0.55:
+                q, a = f"where is the {cat.name} found?", f"in the {cat.place}"
+            elif u < 0.75:
+                g = _pick(rng, self.grounded)
+                q, a = f"what color is the {g.name}?", g.colour
+            elif u < 0.9:
+                i, j = rng.choice(len(self.grounded), 2, replace=False)
+                x, y = self.grounded[i], self.grounded[j]
+                q, a = f"is the {x.name} larger than the {y.name}?", "yes" if x.size > y.size else "no"
+            else:
+                word = _pick(rng, POSITIVE + NEGATIVE)
+                q, a = f"what is the sentiment of the word {word}?", sentiment(word)
+            yield {"instruction": "Answer the question.", "input": f"Question: {q} Answer:", "output": a}
+
+    def rendered(self) -> Iterator[tuple[Image.Image, str]]:
+        """Rendered words (not the held-out ones) with captions that read them."""
+        rng, size = self.rng(4), self.cfg.image_size
+        words = [w for w in POSITIVE + NEGATIVE if w not in HELD_OUT_WORDS]
+        for _ in range(self.cfg.counts.rendered):
+            word = _pick(rng, words)
+            caption = _pick(rng, (f"the word {word} .", f"a sign that says {word} .", f"{word} ."))
+            yield render_text(word, size, rng), caption
