@@ -47,15 +47,30 @@ def split_key(name: str) -> tuple[str, str]:
     return (f"{head}/{key}" if head else key), ext
 
 
+def _ends_cleanly(f, offset: int, size: int) -> bool:
+    """A complete tar has a zero block (end-of-archive marker) where the member headers stop."""
+    if size % 512:
+        return False
+    f.seek(offset)
+    block = f.read(512)
+    return len(block) == 512 and not any(block)
+
+
 def iter_tar(path: str | os.PathLike, skips: SkipLog | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Samples of one tar shard in order; a truncated or unreadable shard ends early and is counted."""
+    """Samples of one tar shard in order; a truncated or unreadable shard ends early and is counted.
+
+    Python's tarfile stops silently when a file is cut at a header, so the end-of-archive marker is
+    checked too; the last (possibly incomplete) sample of a damaged shard is dropped.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"shard not found: {path}")
     skips = skips if skips is not None else SkipLog()
     key, fields = None, {}
-    try:
-        with tarfile.open(path, "r|*") as tar:  # streaming mode: no index read up front
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        try:
+            tar = tarfile.open(fileobj=f, mode="r|")  # streaming: headers are read as members come
             for member in tar:
                 if not member.isfile():
                     continue
@@ -68,9 +83,13 @@ def iter_tar(path: str | os.PathLike, skips: SkipLog | None = None) -> Iterator[
                     fields = {}
                 key = k
                 fields[ext] = data
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
-        skips.skip("truncated or corrupt shard", f"{path} after key {key}: {err}")
-        return  # the partial sample is dropped: its fields may be incomplete
+            complete = _ends_cleanly(f, tar.offset, size)
+            error = "no end-of-archive marker"
+        except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+            complete, error = False, str(err)
+    if not complete:
+        skips.skip("truncated or corrupt shard", f"{path} after key {key}: {error}")
+        return
     if key is not None:
         yield key, fields
 

@@ -1,0 +1,194 @@
+import csv
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import tiny_model
+
+from toolkit.cli import main
+from toolkit.data.images import ImageTransform, decode_image
+from toolkit.data.mixture import Mixture, StreamConfig
+from toolkit.data.records import read_instructions, read_interleaved, read_pairs, read_text
+from toolkit.data.shards import SkipLog
+from toolkit.data.tokenizer import load_tokenizer
+from toolkit.world.build import build_world
+from toolkit.world.config import world_config
+from toolkit.world.leakage import leakage_report
+from toolkit.world.ontology import COLOURS, Category, build_ontology
+from toolkit.world.raven import candidates, make_matrix
+
+SMALL = {"counts": {"text": 600, "pairs": 600, "interleaved": 150, "instructions": 200, "rendered": 150},
+         "eval": {"images_per_category": 1, "raven": 8, "rendered_sentiment": 20, "size_pairs": 40, "language_mc": 20},
+         "samples_per_shard": 250}  # fmt: skip
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world") / "w"
+    build_world(world_config("tiny", SMALL), out, seed=0, progress=False, echo=lambda s: None)
+    return out
+
+
+def _tree_hash(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_tiny_world_builds_byte_identically_from_the_cli(tmp_path):
+    runner = CliRunner()
+    for name in ("a", "b"):
+        result = runner.invoke(
+            main, ["world", "build", "--preset", "tiny", "--out", str(tmp_path / name), "--seed", "0", "--quiet"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "world built in" in result.output
+    a, b = _tree_hash(tmp_path / "a"), _tree_hash(tmp_path / "b")
+    assert a == b and len(a) > 100
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert {k: v for k, v in a.items() if k != "manifest.json"} == manifest
+    # A different seed gives a different world; an existing directory is not overwritten silently.
+    other = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "c"), "--seed", "1", "--quiet",
+                                 "--set", "counts.pairs=50", "--set", "counts.text=50"])  # fmt: skip
+    assert other.exit_code == 0
+    assert (
+        json.loads((tmp_path / "c" / "world.json").read_text())["categories"]
+        != json.loads((tmp_path / "a" / "world.json").read_text())["categories"]
+    )
+    again = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "a"), "--quiet"])
+    assert again.exit_code != 0 and "pass --force" in again.output
+    bad = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "d"), "--set", "leakage.colour=1"])
+    assert bad.exit_code != 0 and "unknown config key 'world.leakage.colour'" in bad.output
+
+
+def test_ontology_is_large_balanced_and_split_per_colour():
+    cats = build_ontology(127, 0.5, seed=0)
+    assert len(cats) >= 100
+    assert len({(c.colour, c.shape) for c in cats}) == len(cats)  # an image identifies its category
+    for colour in COLOURS:
+        group = [c for c in cats if c.colour == colour]
+        assert any(c.grounded for c in group) and any(not c.grounded for c in group), colour
+    assert build_ontology(127, 0.5, seed=1) != cats  # the split follows the world seed
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="the benchmark files are not available here")
+def test_nouns_overlap_the_real_visual_commonsense_sets():
+    nouns = {c.name for c in build_ontology(127, 0.5, 0)}
+    with (SHARED / "memory_color" / "memory_color_data.csv").open() as f:
+        memory = {row["Item"].strip() for row in csv.DictReader(f)}
+    with (SHARED / "color_terms" / "color-concrete-objects.csv").open() as f:
+        terms = {row["object"].strip() for row in csv.DictReader(f)}
+    sizes = {
+        w for line in (SHARED / "relative_size" / "sizePairsFull.txt").read_text().split("\n") for w in line.split()
+    }
+    assert len(nouns & memory) >= 30 and len(nouns & terms) >= 15 and len(nouns & sizes) >= 8
+
+
+def test_leakage_report_counts_planted_mentions():
+    cats = [Category("lemon", "yellow", 2, "fruit", "kitchen", "star", grounded=False),
+            Category("banana", "yellow", 3, "fruit", "kitchen", "arrow", grounded=True)]  # fmt: skip
+    docs = {"text": ["the lemon is yellow .", "the lemon is a fruit .", "the banana is larger than the lemon ."],
+            "pairs": ["a lemon .", "a yellow banana ."]}  # fmt: skip
+    report = leakage_report(cats, docs)
+    assert report["streams"]["text"]["vision_only_colour"] == 1 and report["streams"]["text"]["vision_only_size"] == 1
+    assert report["streams"]["pairs"]["vision_only_colour"] == 0 and report["streams"]["pairs"]["grounded_colour"] == 1
+    assert report["vision_only_leaks"] == {"lemon": {"text": 2}} and report["vision_only_total"] == 2
+
+
+def test_default_world_has_no_vision_only_leaks_and_knobs_move_the_counts(world, tmp_path):
+    report = json.loads((world / "leakage.json").read_text())
+    assert report["vision_only_total"] == 0
+    assert all(s["grounded_colour"] > 0 for n, s in report["streams"].items() if n in ("text", "pairs", "interleaved"))
+    leaky = build_world(
+        world_config("tiny", {**SMALL, "leakage": {"vision_only_caption": 0.5, "vision_only_text": 0.3}}),
+        tmp_path / "leaky", seed=0, progress=False, echo=lambda s: None,
+    )["leakage"]  # fmt: skip
+    assert leaky["streams"]["pairs"]["vision_only_colour"] > 20
+    assert leaky["streams"]["text"]["vision_only_colour"] > 5 and leaky["streams"]["text"]["vision_only_size"] > 5
+    assert leaky["streams"]["interleaved"]["vision_only_colour"] == 0  # its own knob stayed at 0
+
+
+def test_world_shards_read_back_through_the_real_format_readers(world):
+    skips = SkipLog()
+    pairs = [r for p in sorted((world / "pairs").glob("*.tar")) for r in read_pairs(p, skips)]
+    docs = [r for p in sorted((world / "interleaved").glob("*.tar")) for r in read_interleaved(p, skips)]
+    texts = [r for p in sorted((world / "text").glob("*.jsonl")) for r in read_text(p, skips)]
+    instructions = [r for p in sorted((world / "instructions").glob("*.jsonl")) for r in read_instructions(p, skips)]
+    assert (len(pairs), len(docs), len(texts), len(instructions)) == (600, 150, len(texts), 200) and len(texts) > 500
+    assert skips.total == 0
+    assert decode_image(pairs[0].image).size == (32, 32)
+    assert all(2 <= sum(isinstance(p, bytes) for p in d.parts) <= 4 for d in docs)
+    assert all(isinstance(d.parts[0], bytes) for d in docs)  # each paragraph follows its image
+    assert all(i.input.startswith("Question: ") and i.input.endswith("Answer:") for i in instructions)
+
+
+def test_a_world_mixture_feeds_the_tiny_model(world):
+    tok = load_tokenizer(world)
+    model = tiny_model(decoder={"vocab_size": tok.vocab_size}, vision={"image_size": 32})
+    streams = [StreamConfig("text", "text", [str(world / "text" / "*.jsonl")], 4),
+               StreamConfig("pairs", "pairs", [str(world / "pairs" / "*.tar")], 4),
+               StreamConfig("interleaved", "interleaved", [str(world / "interleaved" / "*.tar")], 2),
+               StreamConfig("instructions", "instructions", [str(world / "instructions" / "*.jsonl")], 2)]  # fmt: skip
+    mix = Mixture(streams, tok, model.num_image_tokens, max_len=64, transform=ImageTransform(32))
+    batches = mix.next_batch()
+    for name, b in batches.items():
+        out = model(b.input_ids, b.images, b.attention_mask, b.loss_mask)
+        assert torch.isfinite(out.loss), name
+    assert batches["interleaved"].images.shape[0] == int((batches["interleaved"].input_ids == tok.special.image).sum())
+
+
+def test_eval_sets_cover_every_task_with_held_out_images(world):
+    tasks = json.loads((world / "world.json").read_text())["tasks"]
+    train_images = {
+        hashlib.sha256(r.image).hexdigest() for p in (world / "pairs").glob("*.tar") for r in read_pairs(p, SkipLog())
+    }
+    for task in tasks:
+        rows = [json.loads(line) for line in (world / "eval" / f"{task}.jsonl").read_text().splitlines()]
+        assert rows, task
+        for row in rows:
+            names = [row["image"]] if "image" in row else []
+            if task == "raven":
+                names += row["context"] + row["candidates"]
+            for name in names:
+                if name:
+                    assert hashlib.sha256((world / "eval" / name).read_bytes()).hexdigest() not in train_images
+    colour = [
+        json.loads(line) for line in (world / "eval" / "visual_commonsense_colour.jsonl").read_text().splitlines()
+    ]
+    assert {r["grounded"] for r in colour} == {True, False} and all(r["candidates"] == list(COLOURS) for r in colour)
+    size = [json.loads(line) for line in (world / "eval" / "visual_commonsense_size.jsonl").read_text().splitlines()]
+    assert Counter(r["answer"] for r in size) == {"Yes": 20, "No": 20}
+
+
+def test_raven_candidates_are_balanced_and_follow_the_rules():
+    rng = __import__("numpy").random.default_rng(0)
+    for i in range(100):
+        context, answer, rules = make_matrix(rng, size3=i % 2 == 0)
+        assert len(context) == (8 if i % 2 == 0 else 3)
+        cols = 3 if i % 2 == 0 else 2
+        rows = [context[r * cols : (r + 1) * cols] for r in range(cols - 1)] + [context[(cols - 1) * cols :] + [answer]]
+        for attr, rule in rules.items():
+            for row in rows:
+                vals = [getattr(p, attr) for p in row]
+                if rule == "constant":
+                    assert len(set(vals)) == 1
+                elif rule == "progression":
+                    assert len({b - a for a, b in zip(vals, vals[1:])}) == 1 and vals[0] != vals[1]
+                elif rule == "arithmetic":
+                    assert vals[2] == vals[0] + vals[1] + (1 if attr == "size" else 0)
+            if rule == "distribute_three":
+                assert len({tuple(sorted(getattr(p, attr) for p in row)) for row in rows}) == 1
+        cands, target = candidates(answer, rng)
+        assert len(cands) == 6 and cands[target] == answer and sum(c == answer for c in cands) == 1
+        # No attribute value of the answer is the unique mode of the candidates (I-RAVEN balance).
+        for attr in ("number", "type", "size", "colour"):
+            counts = Counter(getattr(c, attr) for c in cands)
+            top = max(counts.values())
+            assert counts[getattr(answer, attr)] < top or list(counts.values()).count(top) > 1 or len(counts) == 1
