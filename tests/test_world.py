@@ -167,28 +167,44 @@ def test_eval_sets_cover_every_task_with_held_out_images(world):
     assert Counter(r["answer"] for r in size) == {"Yes": 20, "No": 20}
 
 
+def _value(panel, attr):
+    return panel.slots if attr == "position" else getattr(panel, attr)
+
+
 def test_raven_candidates_are_balanced_and_follow_the_rules():
     rng = __import__("numpy").random.default_rng(0)
-    for i in range(100):
+    seen_rules = Counter()
+    for i in range(300):
         context, answer, rules = make_matrix(rng, size3=i % 2 == 0)
         assert len(context) == (8 if i % 2 == 0 else 3)
+        assert ("number" in rules) != ("position" in rules)  # exactly one rule in that group
         cols = 3 if i % 2 == 0 else 2
-        rows = [context[r * cols : (r + 1) * cols] for r in range(cols - 1)] + [context[(cols - 1) * cols :] + [answer]]
+        panels = context + [answer]
+        rows = [panels[r * cols : (r + 1) * cols] for r in range(cols)]
+        slots = {"center": 1, "grid2": 4, "grid3": 9}[answer.layout]
         for attr, rule in rules.items():
+            seen_rules[(attr, rule)] += 1
             for row in rows:
-                vals = [getattr(p, attr) for p in row]
+                vals = [_value(p, attr) for p in row]
                 if rule == "constant":
                     assert len(set(vals)) == 1
+                elif rule == "progression" and attr == "position":
+                    steps = {s for s in range(1, slots) if all(
+                        tuple(sorted((v + s) % slots for v in a)) == b for a, b in zip(vals, vals[1:]))}  # fmt: skip
+                    assert steps, vals
                 elif rule == "progression":
                     assert len({b - a for a, b in zip(vals, vals[1:])}) == 1 and vals[0] != vals[1]
                 elif rule == "arithmetic":
                     assert vals[2] == vals[0] + vals[1] + (1 if attr == "size" else 0)
             if rule == "distribute_three":
-                assert len({tuple(sorted(getattr(p, attr) for p in row)) for row in rows}) == 1
+                assert len({tuple(sorted(_value(p, attr) for p in row)) for row in rows}) == 1
+                assert all(len(set(_value(p, attr) for p in row)) == 3 for row in rows)
         cands, target = candidates(answer, rng)
         assert len(cands) == 6 and cands[target] == answer and sum(c == answer for c in cands) == 1
-        # No attribute value of the answer is the unique mode of the candidates (I-RAVEN balance).
-        for attr in ("number", "type", "size", "colour"):
-            counts = Counter(getattr(c, attr) for c in cands)
+        # The answer's value of every attribute is never the unique mode of the candidates (I-RAVEN balance).
+        for attr in ("number", "position", "type", "size", "colour"):
+            counts = Counter(_value(c, attr) for c in cands)
             top = max(counts.values())
-            assert counts[getattr(answer, attr)] < top or list(counts.values()).count(top) > 1 or len(counts) == 1
+            assert counts[_value(answer, attr)] < top or list(counts.values()).count(top) > 1 or len(counts) == 1
+    assert {("position", "progression"), ("position", "distribute_three"), ("number", "arithmetic"),
+            ("size", "arithmetic"), ("type", "distribute_three")} <= set(seen_rules)  # fmt: skip
