@@ -103,7 +103,11 @@ def test_reproduce_runs_what_exists_and_names_what_is_missing(tmp_path):
     result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "model check:" in result.output
-    assert "world build: not available yet" in result.output
+    assert "world build: tiny world in" in result.output and "0 vision-only leaks" in result.output
+    assert "evaluate: not available yet" in result.output
+    assert (tmp_path / "world" / "manifest.json").is_file()
+    rerun = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path)])
+    assert "world build: reusing" in rerun.output
     summary = json.loads((tmp_path / "model_summary.json").read_text())
     assert summary["preset"] == "tiny"
     # At init the tied-embedding model's loss sits near log(vocab) (+0.5 for unit-variance logits).

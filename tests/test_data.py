@@ -54,6 +54,27 @@ def test_tokenizer_reserves_the_model_special_ids_and_round_trips(tok, tmp_path)
         load_tokenizer(tmp_path / "missing")
 
 
+def test_foreign_tokenizer_without_xmt_specials(tmp_path):
+    from tokenizers import Tokenizer as HF
+    from tokenizers import models, pre_tokenizers, trainers
+
+    hf = HF(models.BPE(unk_token="<unk>"))
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    hf.train_from_iterator(
+        CORPUS, trainers.BpeTrainer(vocab_size=120, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    )
+    hf.save(str(tmp_path / "tokenizer.json"))
+    with pytest.raises(ValueError, match="missing special tokens <pad>, <image>, </image>, <image_pad>"):
+        load_tokenizer(tmp_path)
+    tok = load_tokenizer(tmp_path, add_missing_special=True)
+    base = hf.get_vocab_size()
+    assert (tok.special.unk, tok.special.bos, tok.special.eos) == (0, 1, 2)
+    assert sorted([tok.special.pad, tok.special.image, tok.special.image_end, tok.special.image_pad]) == list(
+        range(base, base + 4)
+    )
+    assert tok.vocab_size == base + 4
+
+
 def test_full_sentence_packing_keeps_sentences_whole(tok):
     packer = TextPacker(tok, max_len=16)
     seqs = []

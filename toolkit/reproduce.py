@@ -49,10 +49,24 @@ def model_check(scale: str, out: Path) -> str:
     )
 
 
+def world_stage(scale: str, out: Path) -> str:
+    """Build the world for this scale into OUT/world (kept and reused when already complete)."""
+    from toolkit.world.build import build_world
+    from toolkit.world.config import WORLD_PRESETS, world_config
+
+    target = out / "world"
+    if (target / "manifest.json").is_file():
+        return f"reusing {target}"
+    preset = scale if scale in WORLD_PRESETS else "tiny"
+    result = build_world(world_config(preset), target, seed=0, progress=False, echo=lambda s: None)
+    leaks = result["leakage"]["vision_only_total"]
+    return f"{preset} world in {result['seconds']:.1f} s, {len(result['manifest'])} files, {leaks} vision-only leaks -> {target}"
+
+
 # (stage name, implementation or None, what adds it)
 STAGES: list[tuple[str, StageFn | None, str]] = [
     ("model check", model_check, ""),
-    ("world build", None, "the synthetic world issue"),
+    ("world build", world_stage, ""),
     ("train paper grids", None, "the training and grid issues"),
     ("evaluate", None, "the evaluation issue"),
     ("analyse", None, "the analysis issue"),

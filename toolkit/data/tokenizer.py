@@ -87,10 +87,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return Tokenizer(hf, source="trained")
 
 
-def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """From a tokenizer.json file, or a directory holding one (e.g. a world build or a HF model dir)."""
+def load_tokenizer(path: str | os.PathLike, add_missing_special: bool = False) -> Tokenizer:
+    """From a tokenizer.json file, or a directory holding one (a world build or a local HF model dir).
+
+    A tokenizer from elsewhere may lack some of xmt's special tokens; with `add_missing_special`
+    they are appended after its vocabulary (the model's `tokens` config must then use those ids).
+    """
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no tokenizer.json (expected a file written by the tokenizers library)")
-    return Tokenizer(HFTokenizer.from_file(str(file)), source=str(file))
+    hf = HFTokenizer.from_file(str(file))
+    if add_missing_special:
+        missing = [s for s in SPECIAL_STRINGS.values() if hf.token_to_id(s) is None]
+        if missing:
+            hf.add_special_tokens(missing)
+    return Tokenizer(hf, source=str(file))
