@@ -297,3 +297,25 @@ def test_mixture_batches_have_per_stream_sizes_and_loss_masks(tmp_path, tok):
     assert batch["pairs"].images.shape == (2, 3, 8, 8)
     assert batch["instructions"].loss_mask is not None and not batch["instructions"].loss_mask[:, :3].any()
     assert torch.equal(batch["pairs"].attention_mask, batch["pairs"].input_ids != tok.special.pad)
+
+
+def test_rank_batches_together_are_the_single_process_batch(tmp_path, tok):
+    streams = _mixture_inputs(tmp_path, tok)
+    single = Mixture(
+        [StreamConfig(s.name, s.kind, s.paths, s.batch_size * 2) for s in streams],
+        tok,
+        2,
+        32,
+        ImageTransform(8),
+        seed=5,
+    )
+    ranks = [Mixture(streams, tok, 2, 32, ImageTransform(8), seed=5, rank=r, world_size=2) for r in range(2)]
+    for _ in range(6):
+        full = single.next_batch()
+        parts = [m.next_batch() for m in ranks]
+        for name in full:
+            whole = sorted(tuple(row[m].tolist()) for row, m in zip(full[name].input_ids, full[name].attention_mask))
+            split = sorted(
+                tuple(row[m].tolist()) for p in parts for row, m in zip(p[name].input_ids, p[name].attention_mask)
+            )
+            assert whole == split, name

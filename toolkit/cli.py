@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -76,6 +77,41 @@ def world_build(out: str, preset: str, seed: int, overrides: tuple[str, ...], fo
 
     cfg = world_config(preset, parse_overrides(overrides))
     build_world(cfg, out, seed=seed, force=force, progress=not quiet, echo=click.echo)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1)
+@click.option("--out", type=click.Path(file_okay=False), help="New run directory (must not exist or be empty).")
+@click.option(
+    "--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue this run from its last checkpoint."
+)
+def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> None:
+    """Train: xmt train CONFIG [key.sub=value ...] --out RUN_DIR, or xmt train --resume RUN_DIR.
+
+    CONFIG is a run YAML (see experiments/runs/); overrides follow it, e.g. stages.0.steps=200.
+    Launch with torchrun for several processes (DDP; FSDP2 with distributed.strategy=fsdp on CUDA).
+    """
+    from toolkit.train.config import load_run_config
+    from toolkit.train.loop import TrainingError, TrainingInterrupted, load_run, run_training
+
+    if resume_dir:
+        if args or out:
+            raise click.UsageError(
+                "--resume RUN_DIR takes no CONFIG, overrides or --out: the run's config.yaml is used"
+            )
+        cfg, run_dir, resume = load_run(Path(resume_dir)), resume_dir, True
+    else:
+        if not args or not out:
+            raise click.UsageError("give CONFIG and --out RUN_DIR (or --resume RUN_DIR)")
+        cfg, run_dir, resume = load_run_config(args[0], args[1:]), out, False
+    try:
+        summary = run_training(cfg, run_dir, resume=resume)
+    except TrainingInterrupted as err:
+        click.echo(f"Stopped: {err}", err=True)
+        sys.exit(130)
+    except TrainingError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"trained {summary['steps']} steps -> {summary['run_dir']} (last checkpoint {summary['checkpoint']})")
 
 
 @main.command()

@@ -7,8 +7,10 @@ or a value of the wrong type is an error naming the dotted key and what would be
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -94,13 +96,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def merge(cfg: C, updates: dict[str, Any], prefix: str = "") -> C:
     """A copy of `cfg` with nested `updates` applied (same validation as from_dict)."""
 
-    def deep(base: dict[str, Any], upd: dict[str, Any]) -> dict[str, Any]:
-        out = dict(base)
-        for k, v in upd.items():
-            out[k] = deep(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-
-    return from_dict(type(cfg), deep(to_dict(cfg), updates), prefix=prefix)
+    return from_dict(type(cfg), deep_update(to_dict(cfg), updates), prefix=prefix)
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -120,3 +116,55 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
                 raise ConfigError(f"override '{item}' conflicts with an earlier override of '{part}'")
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
     return out
+
+
+def deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with nested `updates` merged in (dicts merge, everything else replaces).
+
+    A list in `base` takes updates keyed by index, so `stages.1.lr=2e-5` changes the second stage.
+    """
+    out = dict(base)
+    for k, v in updates.items():
+        current = out.get(k)
+        if isinstance(v, dict) and isinstance(current, dict):
+            out[k] = deep_update(current, v)
+        elif isinstance(v, dict) and isinstance(current, list) and all(str(i).isdigit() for i in v):
+            items = list(current)
+            for i, item in v.items():
+                if int(i) >= len(items):
+                    raise ConfigError(f"'{k}.{i}': index out of range (the list has {len(items)} items)")
+                items[int(i)] = (
+                    deep_update(items[int(i)], item)
+                    if isinstance(item, dict) and isinstance(items[int(i)], dict)
+                    else item
+                )
+            out[k] = items
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML mapping from `path`; a missing file or bad YAML is a ConfigError naming the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(err, 'problem', err)}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[C], path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> C:
+    """defaults < YAML file < `key.sub=value` overrides, validated into dataclass `cls`."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(cls, deep_update(data, parse_overrides(overrides)))

@@ -1,8 +1,10 @@
 """Streams and their mixture: deterministic, partitioned by rank and worker, exactly resumable.
 
-Each stream walks its files in an order permuted per epoch (seeded), records in file order; record
-number g of an epoch belongs to partition g % parts, so partitions are disjoint and together see
-every record once per epoch. The data state (epoch, file position, record offset, packing carry-over,
+Each stream walks its files in an order permuted per epoch (seeded by the run seed and the stream's
+name), records in file order. Partitions (rank x worker) are disjoint and together see everything once
+per epoch: a text stream is split after packing (sequence g goes to partition g % parts, so the
+union of the partitions' batches is the single-process batch), other streams are split by record
+(one record makes one sequence; records are decoded only by the partition that keeps them). The data state (epoch, file position, record offset, packing carry-over,
 finished-but-unbatched sequences) is plain data: save it with the checkpoint and a restored mixture
 yields exactly the batches the original would have.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -94,22 +97,39 @@ class RecordCursor:
         self._it = None
 
 
+def stream_seed(seed: int, name: str) -> int:
+    """A stream's order depends on the run seed and its name only (not on which other streams exist)."""
+    return seed * 1_000_003 + zlib.crc32(name.encode())
+
+
 class Stream:
     """One stream: records -> sequences, buffered so a step can take exactly `batch_size` of them."""
 
     def __init__(self, cfg: StreamConfig, builder: SequenceBuilder, tokenizer: Tokenizer, max_len: int,
                  seed: int, part: int, parts: int, skips: SkipLog):  # fmt: skip
         self.cfg = cfg
-        self.cursor = RecordCursor(expand_paths(cfg.paths, cfg.name), cfg.kind, seed, part, parts, skips, cfg.name)
+        text = cfg.kind == "text"
+        files = expand_paths(cfg.paths, cfg.name)
+        # Text is partitioned after packing; the cursor then reads every record.
+        self.cursor = RecordCursor(
+            files, cfg.kind, stream_seed(seed, cfg.name), 0 if text else part, 1 if text else parts, skips, cfg.name
+        )
+        self.part, self.parts = (part, parts) if text else (0, 1)
         self.builder = builder
-        self.packer = TextPacker(tokenizer, max_len) if cfg.kind == "text" else None
+        self.packer = TextPacker(tokenizer, max_len) if text else None
+        self.packed = 0  # text sequences packed so far (all partitions)
         self.pending: list[Sequence] = []  # finished sequences not yet batched (text only)
 
     def _produce(self) -> list[Sequence]:
         rec = next(self.cursor)
         kind = self.cfg.kind
         if kind == "text":
-            return self.packer.add(rec)
+            mine = []
+            for seq in self.packer.add(rec):
+                if self.packed % self.parts == self.part:
+                    mine.append(seq)
+                self.packed += 1
+            return mine
         seq = {
             "pairs": self.builder.caption,
             "interleaved": self.builder.document,
@@ -127,6 +147,7 @@ class Stream:
         state = {"cursor": self.cursor.state_dict()}
         if self.packer is not None:
             state["packer"] = self.packer.state_dict()
+            state["packed"] = self.packed
             state["pending"] = [s.ids for s in self.pending]
         return state
 
@@ -134,6 +155,7 @@ class Stream:
         self.cursor.load_state_dict(state["cursor"])
         if self.packer is not None:
             self.packer.load_state_dict(state["packer"])
+            self.packed = state["packed"]
             self.pending = [Sequence(list(ids)) for ids in state["pending"]]
 
 

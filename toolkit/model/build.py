@@ -19,15 +19,19 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
 
 
-def build_model(cfg: ModelConfig, init: bool = True) -> KosmosModel:
+def build_model(cfg: ModelConfig, init: bool = True, seed: int | None = None) -> KosmosModel:
     """Construct the model (on the current default device) and run its one explicit init_weights().
 
+    With `seed`, the RNG is seeded right before init_weights(), which initialises the decoder first:
+    a text-only and a multimodal model with the same seed start from the same decoder weights.
     Build under `torch.device("meta")` with init=False to inspect shapes without allocating memory.
     Order of the optional wrappers: activation checkpointing (inside the decoder's forward), then
     compile; data parallelism, when used, is applied by the trainer after both.
     """
     model = KosmosModel(cfg)
     if init:
+        if seed is not None:
+            torch.manual_seed(seed)
         model.init_weights()
     if cfg.decoder.compile:
         apply_compile(model)

@@ -1,0 +1,1 @@
+"""Training: run configs, the loop, optimizer and schedule, checkpoints, distributed setup."""

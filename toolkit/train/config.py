@@ -1,0 +1,178 @@
+"""The run configuration: model, data, optimizer, stages, checkpointing, logging, distributed.
+
+Precedence: dataclass defaults < the model preset < the YAML file < `key.sub=value` overrides.
+`model_preset` names the base model config; the file's `model:` block overrides fields of it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.config import ConfigError, deep_update, from_dict, parse_overrides, read_yaml, to_dict
+from toolkit.data.mixture import StreamConfig
+from toolkit.model.config import ModelConfig
+from toolkit.model.presets import preset_config
+
+IMAGE_KINDS = ("pairs", "interleaved")  # stream kinds a text-only model cannot read
+
+
+@dataclass
+class DataConfig:
+    world: str | None = None  # world directory; "{world}" in stream paths and tokenizer is replaced by it
+    world_preset: str = "tiny"  # when `world` does not exist yet, it is built with this preset ...
+    world_seed: int = 0  # ... and this world seed (recorded separately from the training seed)
+    tokenizer: str = "{world}/tokenizer.json"  # tokenizer.json (or a directory holding one)
+    streams: list[StreamConfig] = field(default_factory=list)  # batch_size is global (split over ranks)
+    max_len: int = 128  # tokens per sequence
+    max_images: int = 5  # images per interleaved sequence (the paper keeps at most 5)
+    prompt_template: str = "{instruction}\n{input}"  # instruction prompt (masked from the loss)
+
+
+@dataclass
+class OptimConfig:
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW (paper)
+    eps: float = 1e-6
+    weight_decay: float = 0.01  # not applied to biases and norm weights
+    grad_clip: float = 2.0  # max global grad norm (0 = off; Kosmos-2's script uses 2.0)
+    grad_accum: int = 1  # micro-batches per optimizer step
+
+
+@dataclass
+class StageConfig:
+    name: str = "pretrain"
+    steps: int = 1000  # optimizer steps in this stage
+    lr: float = 2e-4  # peak learning rate
+    warmup: int = 375  # linear warmup steps
+    schedule: str = "linear"  # linear (decay to min_lr, the paper) | cosine | constant
+    min_lr_ratio: float = 0.0  # final lr as a fraction of the peak
+    streams: list[StreamConfig] | None = None  # this stage's mixture (None: data.streams); streams
+    # with the same name as in the previous stage continue where they were
+    reset_optimizer: bool = True  # fresh AdamW moments at the start of the stage
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise ConfigError(f"stages.schedule: unknown value '{self.schedule}'; valid: linear, cosine, constant")
+        if self.steps < 1:
+            raise ConfigError(f"stage '{self.name}': steps must be >= 1, got {self.steps}")
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 200  # save every N optimizer steps (and at the end of each stage)
+    keep: int = 2  # keep the last k checkpoints
+
+
+@dataclass
+class LoggingConfig:
+    every: int = 10  # write metrics every N steps
+    tensorboard: bool = True  # also write TensorBoard events (when tensorboard is installed)
+    progress: bool = True  # progress bar with loss, tokens/s and ETA
+
+
+@dataclass
+class DistributedConfig:
+    strategy: str = "ddp"  # ddp (gloo on CPU, NCCL on CUDA) | fsdp (FSDP2 fully_shard, CUDA only)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("ddp", "fsdp"):
+            raise ConfigError(f"distributed.strategy: unknown value '{self.strategy}'; valid: ddp, fsdp")
+
+
+@dataclass
+class FaultConfig:
+    """Deliberate failures for testing recovery; off (-1) in every real run."""
+
+    nan_at_step: int = -1  # make the loss NaN at this step
+    kill_at_step: int = -1  # SIGKILL the process when this step starts
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 0  # training seed: model init, dropout and data order (the world seed is data.world_seed)
+    model_preset: str = "tiny"  # base of `model` (see toolkit.model.presets)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    precision: str = "fp32"  # fp32 | bf16 (autocast; the default on CUDA for large runs)
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision: unknown value '{self.precision}'; valid: fp32, bf16")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device: unknown value '{self.device}'; valid: auto, cpu, cuda")
+        if not self.stages:
+            raise ConfigError("stages: a run needs at least one stage")
+
+    @property
+    def text_only(self) -> bool:
+        """The LLM baseline arm: no vision modules, so image streams are left out."""
+        return not self.model.vision.enabled
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def stage_streams(self, index: int) -> list[StreamConfig]:
+        """The streams stage `index` trains on, with paths resolved and image streams dropped for the LLM arm."""
+        streams = self.stages[index].streams
+        streams = self.data.streams if streams is None else streams
+        if not streams:
+            raise ConfigError(f"stage '{self.stages[index].name}' has no data streams (data.streams is empty)")
+        out = []
+        for s in streams:
+            if self.text_only and s.kind in IMAGE_KINDS:
+                continue
+            out.append(StreamConfig(s.name, s.kind, [self.resolve(p) for p in s.paths], s.batch_size))
+        return out
+
+    def resolve(self, path: str) -> str:
+        if "{world}" in path:
+            if not self.data.world:
+                raise ConfigError(f"path '{path}' uses {{world}} but data.world is not set")
+            return path.replace("{world}", self.data.world)
+        return path
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a raw mapping into a RunConfig, expanding `model_preset` under the `model:` block."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"run config: expected a mapping, got {type(data).__name__}")
+    preset = data.get("model_preset", "tiny")
+    if not isinstance(preset, str):
+        raise ConfigError(f"model_preset: expected a string, got {preset!r}")
+    model = data.get("model", {}) or {}
+    if not isinstance(model, dict):
+        raise ConfigError(f"model: expected a mapping, got {model!r}")
+    data = {**data, "model": deep_update(to_dict(preset_config(preset)), model)}
+    return from_dict(RunConfig, data)
+
+
+def read_run_yaml(path: str | os.PathLike, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run YAML with its `base:` chain applied (a path relative to the file; the file wins)."""
+    path = Path(path).resolve()
+    if str(path) in seen:
+        raise ConfigError(f"{path}: `base` chain loops back to itself")
+    data = read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base: expected a path, got {base!r}")
+    return deep_update(read_run_yaml(path.parent / base, (*seen, str(path))), data)
+
+
+def load_run_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """defaults < model preset < YAML (with its `base:` chain) < `key.sub=value` overrides."""
+    data = read_run_yaml(path) if path is not None else {}
+    return run_config_from_dict(deep_update(data, parse_overrides(overrides)))

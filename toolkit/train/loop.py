@@ -1,0 +1,309 @@
+"""The training loop: `run_training(cfg, run_dir)` trains every stage of a run, resumable at any
+checkpoint. One flat `while` per stage; per step: take one batch per stream (per micro-step), forward
+and backward each, clip, step, log, checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_model as st_load_model
+
+from toolkit.config import ConfigError, to_dict
+from toolkit.data.images import CLIP_MEAN, CLIP_STD, ImageTransform
+from toolkit.data.mixture import Mixture
+from toolkit.data.tokenizer import load_tokenizer
+from toolkit.model.build import WEIGHTS_FILE, build_model
+from toolkit.train import checkpoint as ckpt
+from toolkit.train.config import RunConfig, run_config_from_dict
+from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
+from toolkit.train.metrics import MetricLogger
+from toolkit.train.optim import build_optimizer, lr_at
+
+CONFIG_FILE = "config.yaml"
+
+
+class TrainingError(RuntimeError):
+    """The run stopped (non-finite loss, interrupt); the message says where and what is kept."""
+
+
+class TrainingInterrupted(TrainingError):
+    pass
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def environment(info: DistInfo) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5)
+            return out.stdout.strip() or None
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    import transformers
+
+    import toolkit
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "xmt": toolkit.__version__,
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain")),
+        "device": str(info.device),
+        "cuda_device": torch.cuda.get_device_name(info.device) if info.device.type == "cuda" else None,
+        "world_size": info.world_size,
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def ensure_world(cfg: RunConfig, info: DistInfo) -> None:
+    """Build the world the run reads when its directory does not exist yet (main process only)."""
+    world = cfg.data.world
+    if not world or Path(world, "manifest.json").is_file():
+        return
+    if info.is_main:
+        from toolkit.world.build import build_world
+        from toolkit.world.config import world_config
+
+        print(f"world {world} not found: building preset '{cfg.data.world_preset}' (seed {cfg.data.world_seed})")
+        build_world(world_config(cfg.data.world_preset), world, seed=cfg.data.world_seed, progress=False, force=True)
+    barrier(info)
+
+
+def resolve_model(cfg: RunConfig, tokenizer) -> RunConfig:
+    """The model takes the tokenizer's special ids; its vocabulary must hold the tokenizer's."""
+    if tokenizer.vocab_size > cfg.model.decoder.vocab_size:
+        raise ConfigError(
+            f"model.decoder.vocab_size={cfg.model.decoder.vocab_size} is smaller than the tokenizer's "
+            f"{tokenizer.vocab_size} tokens ({tokenizer.source})"
+        )
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, tokens=tokenizer.special))
+
+
+def image_transform(cfg: RunConfig) -> ImageTransform | None:
+    vision = cfg.model.vision
+    if not vision.enabled:
+        return None
+    if vision.kind == "clip":
+        return ImageTransform(vision.image_size, CLIP_MEAN, CLIP_STD)
+    return ImageTransform(vision.image_size)
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, info: DistInfo) -> None:
+    """A new run: the directory must be new or empty; the resolved config is written first."""
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} exists and is not empty; continue it with: xmt train --resume {run_dir}")
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        _write_atomic(run_dir / "env.json", json.dumps(environment(info), indent=2) + "\n")
+    barrier(info)
+
+
+def load_run(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no {CONFIG_FILE}; not a run directory written by xmt train")
+    return run_config_from_dict(yaml.safe_load(path.read_text()))
+
+
+def _batch_hash(ids: torch.Tensor) -> str:
+    return hashlib.sha1(ids.cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def run_training(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False) -> dict:
+    """Train all stages of `cfg` into `run_dir` (or continue it with resume=True); returns a summary."""
+    run_dir = Path(run_dir)
+    info = init_distributed(cfg.device)
+    try:
+        return _train(cfg, run_dir, resume, info)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    for i in range(len(cfg.stages)):
+        cfg.stage_streams(i)  # fail early on stages without streams
+    for s in cfg.data.streams + [s for st in cfg.stages for s in (st.streams or [])]:
+        if s.batch_size % info.world_size:
+            raise ConfigError(
+                f"stream '{s.name}': batch_size={s.batch_size} is not divisible by {info.world_size} processes"
+            )
+    ensure_world(cfg, info)
+    tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer))
+    cfg = resolve_model(cfg, tokenizer)
+    if not resume:
+        prepare_run_dir(cfg, run_dir, info)
+
+    torch.manual_seed(cfg.seed)
+    with torch.device(info.device):
+        model = build_model(cfg.model, seed=cfg.seed)
+    state = {"step": 0, "stage": 0, "stage_step": 0, "data": None}
+    checkpoint = ckpt.latest_checkpoint(run_dir) if resume else None
+    trainer_state = None
+    if checkpoint is not None:
+        missing, unexpected = st_load_model(
+            model, str(checkpoint / WEIGHTS_FILE), strict=False, device=str(info.device)
+        )
+        if missing or unexpected:
+            raise TrainingError(f"{checkpoint}: weights do not match the run's model ({missing[:3]} {unexpected[:3]})")
+        state = ckpt.read_state(checkpoint)
+        trainer_state = ckpt.load_trainer_state(checkpoint)
+        ckpt.set_rng_state(trainer_state["rng"])
+    streams_per_step = max(len(cfg.stage_streams(i)) for i in range(len(cfg.stages)))
+    net = wrap_model(
+        model, info, cfg.distributed.strategy, find_unused=streams_per_step > 1 or cfg.optim.grad_accum > 1
+    )
+    logger = MetricLogger(
+        run_dir, info.is_main, cfg.logging.tensorboard, cfg.logging.progress, cfg.total_steps, state["step"]
+    )
+    if resume:
+        logger.truncate_after(state["step"])
+    transform = image_transform(cfg)
+    autocast = (
+        torch.autocast(info.device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
+    )
+    optimizer = None
+    last_saved = checkpoint
+    try:
+        for stage_index in range(state["stage"], len(cfg.stages)):
+            stage = cfg.stages[stage_index]
+            if state["stage_step"] >= stage.steps:  # this checkpoint closed the stage
+                state.update(stage=stage_index + 1, stage_step=0)
+                continue
+            per_rank = [
+                dataclasses.replace(s, batch_size=s.batch_size // info.world_size)
+                for s in cfg.stage_streams(stage_index)
+            ]
+            mixture = Mixture(
+                per_rank, tokenizer, model.num_image_tokens, cfg.data.max_len, transform,
+                seed=cfg.seed, rank=info.rank, world_size=info.world_size, max_images=cfg.data.max_images,
+                prompt_template=cfg.data.prompt_template,
+            )  # fmt: skip
+            if state["data"]:  # streams continue where the previous stage (or the checkpoint) left them
+                for name, stream_state in state["data"]["streams"].items():
+                    if name in mixture.streams:
+                        mixture.streams[name].load_state_dict(stream_state)
+            if optimizer is None or stage.reset_optimizer:
+                optimizer = build_optimizer(model, cfg.optim, stage)
+            if trainer_state is not None and (state["stage_step"] > 0 or not stage.reset_optimizer):
+                optimizer.load_state_dict(trainer_state["optimizer"])
+            trainer_state = None
+            while state["stage_step"] < stage.steps:
+                step = state["step"] + 1
+                if step == cfg.faults.kill_at_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                lr = lr_at(stage, state["stage_step"])
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                started = time.perf_counter()
+                metrics = _train_step(net, model, mixture, optimizer, cfg, info, autocast, step, last_saved)
+                state.update(step=step, stage_step=state["stage_step"] + 1, data=mixture.state_dict())
+                elapsed = time.perf_counter() - started
+                tokens_per_s = metrics.pop("tokens") / elapsed
+                if step % cfg.logging.every == 0 or state["stage_step"] == stage.steps:
+                    logger.log(
+                        {"step": step, "stage": stage.name, "lr": lr, "tokens_per_s": round(tokens_per_s, 1), **metrics}
+                    )
+                logger.advance(metrics["loss"], tokens_per_s)
+                if step % cfg.checkpoint.every == 0 or state["stage_step"] == stage.steps:
+                    last_saved = _save(run_dir, model, optimizer, state, cfg, info)
+            state.update(stage=stage_index + 1, stage_step=0)
+    except KeyboardInterrupt as err:
+        if (
+            optimizer is not None
+            and state["step"]
+            and (last_saved is None or ckpt.read_state(last_saved)["step"] != state["step"])
+        ):
+            last_saved = _save(run_dir, model, optimizer, state, cfg, info)
+        raise TrainingInterrupted(
+            f"interrupted at step {state['step']}; saved {last_saved}; continue with --resume"
+        ) from err
+    finally:
+        logger.close()
+    return {"run_dir": str(run_dir), "steps": state["step"], "checkpoint": str(last_saved)}
+
+
+def _save(run_dir: Path, model, optimizer, state: dict, cfg: RunConfig, info: DistInfo) -> Path:
+    path = run_dir / "checkpoints" / f"step-{state['step']:07d}"
+    if info.is_main:
+        path = ckpt.save_checkpoint(run_dir, model, optimizer, state, cfg.checkpoint.keep)
+    barrier(info)
+    return path
+
+
+def _train_step(
+    net, model, mixture, optimizer, cfg: RunConfig, info: DistInfo, autocast, step: int, last_saved
+) -> dict:
+    """One optimizer step over `grad_accum` micro-batches; each stream's loss is the mean over all of
+    its target tokens on all processes, and the step's loss is the sum over streams."""
+    optimizer.zero_grad(set_to_none=True)
+    accum = cfg.optim.grad_accum
+    sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, torch.Tensor] = {}
+    hashes: dict[str, str] = {}
+    tokens = 0
+    for micro in range(accum):
+        batches = mixture.next_batch()
+        names = list(batches)
+        for i, name in enumerate(names):
+            b = batches[name]
+            last = micro == accum - 1 and i == len(names) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
+            with sync:
+                with autocast:
+                    out = net(
+                        b.input_ids.to(info.device),
+                        None if b.images is None else b.images.to(info.device),
+                        b.attention_mask.to(info.device),
+                        None if b.loss_mask is None else b.loss_mask.to(info.device),
+                    )
+                count = all_reduce_sum(out.num_loss_tokens.detach().float(), info).clamp(min=1)
+                total = out.loss.float() * out.num_loss_tokens  # this process's summed NLL
+                loss = total / count * info.world_size / accum  # DDP averages gradients over processes
+                if step == cfg.faults.nan_at_step:
+                    loss = loss * float("nan")
+                if not torch.isfinite(loss):
+                    kept = (
+                        f"the last good checkpoint is {last_saved}" if last_saved else "no checkpoint was written yet"
+                    )
+                    raise TrainingError(f"non-finite loss at step {step} in stream '{name}'; {kept}")
+                loss.backward()
+            sums[name] = sums.get(name, 0.0) + total.detach()
+            counts[name] = counts.get(name, 0.0) + out.num_loss_tokens.detach().float()
+            hashes[name] = _batch_hash(b.input_ids) if micro == 0 else hashes[name]
+            tokens += int(b.attention_mask.sum())
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
+    )
+    optimizer.step()
+    metrics: dict = {}
+    for name in sums:
+        metrics[f"loss/{name}"] = float(
+            all_reduce_sum(sums[name], info) / all_reduce_sum(counts[name], info).clamp(min=1)
+        )
+        metrics[f"batch/{name}"] = hashes[name]
+    metrics["loss"] = sum(v for k, v in metrics.items() if k.startswith("loss/"))
+    metrics["grad_norm"] = float(grad_norm)
+    metrics["tokens"] = tokens * info.world_size
+    return metrics
