@@ -24,6 +24,24 @@ def tiny_model(seed: int = 0, **overrides):
     return model.eval()
 
 
+SMALL_WORLD = {
+    "counts": {"text": 600, "pairs": 600, "interleaved": 150, "instructions": 200, "rendered": 150},
+    "eval": {"images_per_category": 1, "raven": 8, "rendered_sentiment": 20, "size_pairs": 40, "language_mc": 20},
+    "samples_per_shard": 250,
+}
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory):
+    """A world with few samples per stream (built once per test session)."""
+    from toolkit.world.build import build_world
+    from toolkit.world.config import world_config
+
+    out = tmp_path_factory.mktemp("world") / "w"
+    build_world(world_config("tiny", SMALL_WORLD), out, seed=0, progress=False, echo=lambda s: None)
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

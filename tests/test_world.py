@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import SMALL_WORLD as SMALL
 from conftest import tiny_model
 
 from toolkit.cli import main
@@ -21,17 +22,12 @@ from toolkit.world.leakage import leakage_report
 from toolkit.world.ontology import COLOURS, Category, build_ontology
 from toolkit.world.raven import candidates, make_matrix
 
-SMALL = {"counts": {"text": 600, "pairs": 600, "interleaved": 150, "instructions": 200, "rendered": 150},
-         "eval": {"images_per_category": 1, "raven": 8, "rendered_sentiment": 20, "size_pairs": 40, "language_mc": 20},
-         "samples_per_shard": 250}  # fmt: skip
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "external"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world") / "w"
-    build_world(world_config("tiny", SMALL), out, seed=0, progress=False, echo=lambda s: None)
-    return out
+@pytest.fixture
+def world(small_world):
+    return small_world
 
 
 def _tree_hash(root: Path) -> dict[str, str]:

@@ -1,0 +1,252 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from toolkit.cli import main
+from toolkit.train.config import load_run_config, run_config_from_dict
+from toolkit.train.loop import TrainingError, load_run, run_training
+from toolkit.train.optim import lr_at, param_groups
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ROOT / "experiments" / "runs"
+TINY_MODEL = {
+    "decoder": {"dim": 32, "layers": 2, "heads": 4, "ffn_dim": 64, "max_len": 64},
+    "vision": {"width": 32, "layers": 1, "heads": 2, "mlp_dim": 64},
+    "resampler": {"num_latents": 4},
+}
+
+
+def run_dict(world, steps=12, **extra):
+    data = {
+        "name": "test",
+        "seed": 0,
+        "model_preset": "tiny",
+        "model": TINY_MODEL,
+        "data": {
+            "world": str(world),
+            "max_len": 48,
+            "streams": [
+                {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 4},
+                {"name": "pairs", "kind": "pairs", "paths": ["{world}/pairs/*.tar"], "batch_size": 4},
+                {"name": "interleaved", "kind": "interleaved", "paths": ["{world}/interleaved/*.tar"], "batch_size": 2},
+            ],
+        },
+        "stages": [{"name": "pretrain", "steps": steps, "lr": 3e-3, "warmup": 2, "schedule": "cosine"}],
+        "checkpoint": {"every": 4, "keep": 10},
+        "logging": {"every": 1, "progress": False, "tensorboard": False},
+        "threads": 1,
+    }
+    for key, value in extra.items():
+        data[key] = value
+    return data
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_named_run_configs_load_and_the_llm_arm_is_one_switch():
+    mllm = load_run_config(RUNS / "tiny-mllm.yaml")
+    llm = load_run_config(RUNS / "tiny-llm.yaml")
+    assert not mllm.text_only and llm.text_only
+    assert llm.model.vision.kind == "none" and llm.model.decoder == mllm.model.decoder
+    assert [s.name for s in mllm.stage_streams(0)] == ["text", "pairs", "rendered", "interleaved"]
+    assert [s.name for s in llm.stage_streams(0)] == ["text"]
+    assert llm.stage_streams(0)[0] == mllm.stage_streams(0)[0]
+    paper = load_run_config(RUNS / "kosmos-1.3b.yaml")
+    assert (paper.stages[0].steps, paper.stages[0].lr, paper.stages[0].warmup) == (300_000, 2e-4, 375)
+    assert [s.batch_size for s in paper.data.streams] == [256, 6144, 128]
+    assert (paper.optim.betas, paper.optim.eps, paper.optim.weight_decay) == ((0.9, 0.98), 1e-6, 0.01)
+    instruct = load_run_config(RUNS / "tiny-mllm-instruct.yaml", ["stages.1.lr=1e-4"])
+    assert [s.name for s in instruct.stages] == ["pretrain", "instruct"] and instruct.stages[1].lr == 1e-4
+
+
+def test_schedule_and_weight_decay_groups():
+    cfg = run_config_from_dict({"stages": [{"steps": 100, "lr": 1.0, "warmup": 10, "schedule": "linear"}]})
+    stage = cfg.stages[0]
+    assert lr_at(stage, 0) == pytest.approx(0.1) and lr_at(stage, 9) == pytest.approx(1.0)
+    assert (
+        lr_at(stage, 10) == pytest.approx(1.0) and lr_at(stage, 55) == pytest.approx(0.5) and lr_at(stage, 100) == 0.0
+    )
+    cosine = run_config_from_dict(
+        {"stages": [{"steps": 100, "lr": 1.0, "warmup": 0, "schedule": "cosine", "min_lr_ratio": 0.1}]}
+    ).stages[0]
+    assert lr_at(cosine, 50) == pytest.approx(0.55) and lr_at(cosine, 100) == pytest.approx(0.1)
+    from conftest import tiny_model
+
+    model = tiny_model()
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert any("layer_norm" in names[id(p)] for p in no_decay["params"]) and any(
+        "bias" in names[id(p)] for p in no_decay["params"]
+    )
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+
+
+def test_train_writes_the_run_dir_and_the_loss_falls(small_world, tmp_path):
+    data = run_dict(small_world, steps=30, logging={"every": 1, "progress": False, "tensorboard": True})
+    cfg_path = tmp_path / "run.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(main, ["train", str(cfg_path), "checkpoint.keep=2", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "r"
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["checkpoint"]["keep"] == 2 and resolved["model"]["decoder"]["dim"] == 32
+    assert load_run(run).model.tokens.image_pad == 6
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    first, last = sum(r["loss"] for r in rows[:5]) / 5, sum(r["loss"] for r in rows[-5:]) / 5
+    assert last < 0.8 * first
+    assert {"loss/text", "loss/pairs", "loss/interleaved", "lr", "grad_norm", "tokens_per_s"} <= rows[0].keys()
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert [p.name for p in sorted((run / "checkpoints").iterdir())] == ["step-0000028", "step-0000030"]
+    assert json.loads((run / "env.json").read_text())["torch"] == torch.__version__
+
+
+def _train_subprocess(cfg_path, out=None, resume=None):
+    args = [sys.executable, "-m", "toolkit.cli", "train"]
+    args += ["--resume", str(resume)] if resume else [str(cfg_path), "--out", str(out)]
+    return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path):
+    straight = run_dict(small_world, steps=14)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(straight))
+    assert _train_subprocess(tmp_path / "a.yaml", out=tmp_path / "a").returncode == 0
+    killed = run_dict(small_world, steps=14, faults={"kill_at_step": 7})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(killed))
+    first = _train_subprocess(tmp_path / "b.yaml", out=tmp_path / "b")
+    assert first.returncode == -9  # SIGKILL at the start of step 7, after the step-4 checkpoint
+    assert [r["step"] for r in metrics(tmp_path / "b")] == list(range(1, 7))
+    # The fault hook is part of the saved config; switch it off before resuming.
+    saved = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    saved["faults"]["kill_at_step"] = -1
+    (tmp_path / "b" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    second = _train_subprocess(None, resume=tmp_path / "b")
+    assert second.returncode == 0, second.stderr
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == list(range(1, 15))
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["batch/text"] for r in a] == [r["batch/text"] for r in b]
+    wa = load_file(tmp_path / "a" / "checkpoints" / "step-0000014" / "model.safetensors")
+    wb = load_file(tmp_path / "b" / "checkpoints" / "step-0000014" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_llm_arm_sees_exactly_the_mllm_text_batches(small_world, tmp_path):
+    mllm = run_dict(small_world, steps=8)
+    llm = run_dict(small_world, steps=8, model={**TINY_MODEL, "vision": {"kind": "none"}})
+    run_training(run_config_from_dict(mllm), tmp_path / "mllm")
+    run_training(run_config_from_dict(llm), tmp_path / "llm")
+    a, b = metrics(tmp_path / "mllm"), metrics(tmp_path / "llm")
+    assert [r["batch/text"] for r in a] == [r["batch/text"] for r in b]
+    assert "loss/pairs" in a[0] and not any(k.startswith("loss/pairs") or k.startswith("batch/pairs") for k in b[0])
+    assert load_run(tmp_path / "llm").model.vision.kind == "none"
+    # Same seed, same decoder at step 0: the first text losses agree up to the effect of nothing but data.
+    assert a[0]["loss/text"] == pytest.approx(b[0]["loss/text"], rel=1e-5)
+
+
+def test_two_stage_run_continues_from_stage_one_and_masks_prompts(small_world, tmp_path):
+    base = run_dict(small_world, steps=6)
+    two = run_dict(small_world, steps=6)
+    two["stages"] = base["stages"] + [{
+        "name": "instruct", "steps": 4, "lr": 1e-3, "warmup": 0, "schedule": "constant",
+        "streams": [{"name": "instructions", "kind": "instructions", "paths": ["{world}/instructions/*.jsonl"], "batch_size": 4},
+                    {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 2}],
+    }]  # fmt: skip
+    run_training(run_config_from_dict(base), tmp_path / "one")
+    run_training(run_config_from_dict(two), tmp_path / "two")
+    # The stage boundary checkpoint of the two-stage run is the one-stage run's final state.
+    w1 = load_file(tmp_path / "one" / "checkpoints" / "step-0000006" / "model.safetensors")
+    w2 = load_file(tmp_path / "two" / "checkpoints" / "step-0000006" / "model.safetensors")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    rows = metrics(tmp_path / "two")
+    assert [r["stage"] for r in rows] == ["pretrain"] * 6 + ["instruct"] * 4
+    assert "loss/instructions" in rows[-1] and "loss/pairs" not in rows[-1]
+    # The text stream continued where stage one left it (no batch repeats its stage-one batches).
+    assert not {r["batch/text"] for r in rows[6:]} & {r["batch/text"] for r in rows[:6]}
+    state = json.loads((tmp_path / "two" / "checkpoints" / "step-0000010" / "state.json").read_text())
+    assert state["stage"] == 1 and set(state["data"]["streams"]) == {"instructions", "text"}
+    final = load_file(tmp_path / "two" / "checkpoints" / "step-0000010" / "model.safetensors")
+    assert any(not torch.equal(w2[k], final[k]) for k in w2)
+
+
+def test_instruction_loss_counts_only_answer_tokens(small_world):
+    from toolkit.data.mixture import Mixture, StreamConfig
+    from toolkit.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(small_world)
+    mix = Mixture([StreamConfig("i", "instructions", [str(small_world / "instructions" / "*.jsonl")], 3)], tok, 4, 64)
+    batch = mix.next_batch()["i"]
+    for ids, mask, loss in zip(batch.input_ids, batch.attention_mask, batch.loss_mask):
+        text = tok.decode(ids[mask][loss[mask]].tolist())
+        prompt = tok.decode(ids[mask][~loss[mask]].tolist())
+        assert "Question:" in prompt and prompt.strip().endswith("Answer:") and "Question" not in text
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: p.write_text("name: x\nbogus: 1\n"), "unknown config key 'bogus'; valid keys: name, seed"),
+        (lambda p: p.write_text("seed: many\n"), "seed: expected an integer, got 'many'"),
+        (lambda p: p.write_text("stages: [{name: a\n"), "invalid YAML"),
+        (lambda p: None, "config file not found"),
+        (
+            lambda p: p.write_text(
+                "data: {streams: [{name: t, kind: text, paths: [/nope/*.jsonl]}], tokenizer: /nope}\n"
+            ),
+            "/nope",
+        ),
+    ],
+)
+def test_bad_config_input_is_one_clear_line(tmp_path, setup, message):
+    cfg = tmp_path / "run.yaml"
+    setup(cfg)
+    result = CliRunner().invoke(main, ["train", str(cfg), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_nan_stops_with_the_step_and_keeps_a_resumable_checkpoint(small_world, tmp_path):
+    cfg = run_config_from_dict(run_dict(small_world, steps=10, faults={"nan_at_step": 6}))
+    with pytest.raises(
+        TrainingError, match="non-finite loss at step 6 in stream 'text'; the last good checkpoint is .*step-0000004"
+    ):
+        run_training(cfg, tmp_path / "r")
+    assert [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 6))
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    saved["faults"]["nan_at_step"] = -1
+    (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    summary = run_training(load_run(tmp_path / "r"), tmp_path / "r", resume=True)
+    assert summary["steps"] == 10 and [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 11))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(small_world, tmp_path):
+    data = run_dict(small_world, steps=6)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(data))
+    one = _train_subprocess(tmp_path / "run.yaml", out=tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "toolkit.cli", "train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "two")]  # fmt: skip
+    two = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
+    assert [r["step"] for r in b] == list(range(1, 7))
+    for ra, rb in zip(a, b):
+        for key in ("loss/text", "loss/pairs", "loss/interleaved", "loss", "grad_norm"):
+            assert abs(ra[key] - rb[key]) <= 1e-5, (ra["step"], key, ra[key], rb[key])
+    wa = load_file(tmp_path / "one" / "checkpoints" / "step-0000006" / "model.safetensors")
+    wb = load_file(tmp_path / "two" / "checkpoints" / "step-0000006" / "model.safetensors")
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-5
