@@ -250,3 +250,24 @@ def test_ddp_two_processes_match_one_process(small_world, tmp_path):
     wa = load_file(tmp_path / "one" / "checkpoints" / "step-0000006" / "model.safetensors")
     wb = load_file(tmp_path / "two" / "checkpoints" / "step-0000006" / "model.safetensors")
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-5
+
+
+def test_ctrl_c_saves_a_checkpoint_after_the_current_step(small_world, tmp_path):
+    import signal
+    import time
+
+    (tmp_path / "run.yaml").write_text(
+        yaml.safe_dump(run_dict(small_world, steps=5000, checkpoint={"every": 1000, "keep": 2}))
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r")],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    path = tmp_path / "r" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.is_file() or len(path.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = metrics(tmp_path / "r")[-1]["step"]
+    saved = sorted((tmp_path / "r" / "checkpoints").iterdir())
+    assert saved[-1].name == f"step-{last:07d}" and f"interrupted after step {last}" in err

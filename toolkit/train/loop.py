@@ -185,6 +185,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
     )
     optimizer = None
     last_saved = checkpoint
+    stop = _StopRequest()
     try:
         for stage_index in range(state["stage"], len(cfg.stages)):
             stage = cfg.stages[stage_index]
@@ -226,22 +227,37 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
                         {"step": step, "stage": stage.name, "lr": lr, "tokens_per_s": round(tokens_per_s, 1), **metrics}
                     )
                 logger.advance(metrics["loss"], tokens_per_s)
-                if step % cfg.checkpoint.every == 0 or state["stage_step"] == stage.steps:
+                if step % cfg.checkpoint.every == 0 or state["stage_step"] == stage.steps or stop.requested:
                     last_saved = _save(run_dir, model, optimizer, state, cfg, info)
+                if stop.requested:
+                    raise TrainingInterrupted(
+                        f"interrupted after step {step}; saved {last_saved}; continue with --resume"
+                    )
             state.update(stage=stage_index + 1, stage_step=0)
-    except KeyboardInterrupt as err:
-        if (
-            optimizer is not None
-            and state["step"]
-            and (last_saved is None or ckpt.read_state(last_saved)["step"] != state["step"])
-        ):
-            last_saved = _save(run_dir, model, optimizer, state, cfg, info)
-        raise TrainingInterrupted(
-            f"interrupted at step {state['step']}; saved {last_saved}; continue with --resume"
-        ) from err
     finally:
+        stop.restore()
         logger.close()
     return {"run_dir": str(run_dir), "steps": state["step"], "checkpoint": str(last_saved)}
+
+
+class _StopRequest:
+    """Ctrl-C (SIGINT) asks the loop to stop after the current step, with a checkpoint; a second
+    Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _save(run_dir: Path, model, optimizer, state: dict, cfg: RunConfig, info: DistInfo) -> Path:
