@@ -114,6 +114,48 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
     click.echo(f"trained {summary['steps']} steps -> {summary['run_dir']} (last checkpoint {summary['checkpoint']})")
 
 
+def _int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from err
+
+
+@main.command("eval")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--tasks", default="world", show_default=True,
+              help="Comma-separated task names, or 'world' for every world task (see --list).")  # fmt: skip
+@click.option("--shots", default="0", show_default=True, help="Comma-separated numbers of demonstrations.")
+@click.option("--trials", default=1, show_default=True, help="Demo redraws per few-shot cell.")
+@click.option("--ablations", default="none", show_default=True,
+              help="Few-shot demo controls: none,text,shuffle,blank (comma-separated).")  # fmt: skip
+@click.option("--limit", type=int, default=None, help="Evaluate only the first N examples of each task.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the demo draws.")
+@click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, out, batch_size, device) -> None:
+    """Evaluate PATH (a run directory's last checkpoint, or a checkpoint directory) on tasks.
+
+    Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
+    eval/<cell>.samples.jsonl; finished cells are skipped on a rerun.
+    """
+    from toolkit.eval.runner import evaluate
+    from toolkit.eval.tasks import WORLD_TASKS
+
+    names = [t for t in tasks.split(",") if t]
+    names = [n for t in names for n in (WORLD_TASKS if t == "world" else [t])]
+    overrides = {}
+    for item in data:
+        task, sep, where = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
+        overrides[task] = where
+    evaluate(path, names, _int_list(shots), trials, limit, [a for a in ablations.split(",") if a], seed, overrides,
+             out, batch_size, device, echo=click.echo)  # fmt: skip
+
+
 @main.command()
 @click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")

@@ -1,0 +1,1 @@
+"""Evaluation: task registry and definitions, prompts (zero/few-shot, ablated demos, CoT), scoring, metrics."""

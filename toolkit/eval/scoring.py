@@ -1,0 +1,85 @@
+"""The model side of evaluation: encode prompt parts, rank continuations, generate answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from PIL import Image
+
+from toolkit.data.format import image_span
+from toolkit.data.images import ImageTransform
+from toolkit.data.tokenizer import Tokenizer
+from toolkit.model.generation import ContinuationScore, beam_search, greedy_search, left_pad, score_continuations
+from toolkit.model.kosmos import KosmosModel
+
+
+class ModelAdapter:
+    """loglikelihood and generate over prompts made of text and images."""
+
+    def __init__(
+        self, model: KosmosModel, tokenizer: Tokenizer, transform: ImageTransform | None, batch_size: int = 16
+    ):
+        self.model, self.tok, self.transform, self.batch_size = model.eval(), tokenizer, transform, batch_size
+        self.device = next(model.parameters()).device
+
+    def encode(self, parts: Sequence[str | Image.Image]) -> tuple[list[int], torch.Tensor | None]:
+        """`<s>` + parts as ids (each image as its span) and the stacked pixels of the images."""
+        special = self.tok.special
+        ids, pixels = [special.bos], []
+        for part in parts:
+            if isinstance(part, Image.Image):
+                if self.transform is None:
+                    raise ValueError("this model has no vision tower; the task needs images")
+                ids += image_span(special, self.model.num_image_tokens)
+                pixels.append(self.transform(part))
+            else:
+                ids += self.tok.encode(part)
+        return ids, (torch.stack(pixels) if pixels else None)
+
+    def rank(self, requests: Sequence[tuple[Sequence, str]]) -> list[ContinuationScore]:
+        """Log-likelihood of each continuation (a leading space is added) after its prompt."""
+        contexts, conts, images = [], [], []
+        for parts, continuation in requests:
+            ids, pixels = self.encode(parts)
+            contexts.append(ids)
+            conts.append(self.tok.encode(" " + continuation))
+            images.append(pixels)
+        return score_continuations(self.model, contexts, conts, images, batch_size=self.batch_size)
+
+    def generate(self, prompts: Sequence[Sequence], max_new_tokens: int, num_beams: int = 1,
+                 candidates: Sequence[str] | None = None) -> list[str]:  # fmt: skip
+        """Greedy (num_beams=1) or beam search; with `candidates`, only those strings can be produced."""
+        allowed = self._trie_allowed(candidates) if candidates else None
+        out: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            encoded = [self.encode(p) for p in prompts[start : start + self.batch_size]]
+            ids, mask = left_pad([e[0] for e in encoded], self.tok.special.pad)
+            chunks = [e[1] for e in encoded if e[1] is not None]
+            pixels = torch.cat(chunks).to(self.device) if chunks else None
+            ids, mask = ids.to(self.device), mask.to(self.device)
+            if num_beams > 1:
+                hyps = beam_search(self.model, ids, pixels, mask, max_new_tokens, num_beams, allowed_tokens=allowed)
+                tokens = [h[0].tokens if h else [] for h in hyps]
+            else:
+                tokens = greedy_search(self.model, ids, pixels, mask, max_new_tokens, allowed_tokens=allowed)
+            out += [self.tok.decode(t) for t in tokens]
+        return out
+
+    def _trie_allowed(self, candidates: Sequence[str]):
+        eos = self.tok.special.eos
+        trie: dict = {}
+        for cand in candidates:
+            node = trie
+            for t in self.tok.encode(" " + cand) + [eos]:
+                node = node.setdefault(t, {})
+
+        def allowed(row: int, history: list[int]):
+            node = trie
+            for t in history:
+                node = node.get(t)
+                if node is None:
+                    return [eos]
+            return list(node) or [eos]
+
+        return allowed
