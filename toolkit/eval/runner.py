@@ -187,7 +187,7 @@ def _summary(
     out = {
         "value": float(np.mean(values)),
         "ci95": list(ci),
-        "trials": values,
+        "trial_values": values,
         "groups": {g: {"value": float(np.mean(v)), "n": len(v)} for g, v in sorted(groups.items())},
     }
     if "yes_rate" in extras[0]:
@@ -250,7 +250,8 @@ def evaluate(
                     all_samples += [{**s, "trial": trial} for s in samples]
                 record = {"task": spec.name, "family": spec.family, "cell": name, "metric": spec.metric, "n": len(examples),
                           "shots": k, "ablation": ablation, **_summary(spec, per_trial, examples, extras, seed),
-                          "skipped_records": skips.summary(), "key_hash": digest, **key}  # fmt: skip
+                          "skipped_records": skips.summary(), "key_hash": digest, "checkpoint": key["checkpoint"],
+                          "step": loaded.step, "seed": seed, "config": key}  # fmt: skip
                 _write(out_dir / f"{name}.samples.jsonl", "".join(json.dumps(s) + "\n" for s in all_samples))
                 _write(result_path, json.dumps(record, indent=1) + "\n")
                 echo(f"{name}: {spec.metric} {record['value']:.4f} [{record['ci95'][0]:.4f}, {record['ci95'][1]:.4f}] n={len(examples)}"
