@@ -55,3 +55,48 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+TINY_MODEL = {
+    "decoder": {"dim": 32, "layers": 2, "heads": 4, "ffn_dim": 64, "max_len": 64},
+    "vision": {"width": 32, "layers": 1, "heads": 2, "mlp_dim": 64},
+    "resampler": {"num_latents": 4},
+}
+
+
+def run_dict(world, steps=12, **extra):
+    data = {
+        "name": "test",
+        "seed": 0,
+        "model_preset": "tiny",
+        "model": TINY_MODEL,
+        "data": {
+            "world": str(world),
+            "max_len": 48,
+            "streams": [
+                {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 4},
+                {"name": "pairs", "kind": "pairs", "paths": ["{world}/pairs/*.tar"], "batch_size": 4},
+                {"name": "interleaved", "kind": "interleaved", "paths": ["{world}/interleaved/*.tar"], "batch_size": 2},
+            ],
+        },
+        "stages": [{"name": "pretrain", "steps": steps, "lr": 3e-3, "warmup": 2, "schedule": "cosine"}],
+        "checkpoint": {"every": 4, "keep": 10},
+        "logging": {"every": 1, "progress": False, "tensorboard": False},
+        "threads": 1,
+    }
+    for key, value in extra.items():
+        data[key] = value
+    return data
+
+
+@pytest.fixture(scope="session")
+def random_run(small_world, tmp_path_factory):
+    """A run whose checkpoint is the randomly initialised tiny model (one step at lr ~0)."""
+    from toolkit.train.config import run_config_from_dict
+    from toolkit.train.loop import run_training
+
+    out = tmp_path_factory.mktemp("evalrun") / "r"
+    data = run_dict(small_world, steps=1)
+    data["stages"] = [{"name": "init", "steps": 1, "lr": 1e-12, "warmup": 0, "schedule": "constant"}]
+    run_training(run_config_from_dict(data), out)
+    return out

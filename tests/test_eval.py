@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from test_train import run_dict
 
 from toolkit.cli import main
 from toolkit.eval.examples import Example
@@ -13,18 +12,6 @@ from toolkit.eval.prompts import fill, with_demos
 from toolkit.eval.runner import load_checkpoint
 from toolkit.eval.tasks import TASKS, WORLD_TASKS
 from toolkit.registry import UnknownNameError
-from toolkit.train.config import run_config_from_dict
-from toolkit.train.loop import run_training
-
-
-@pytest.fixture(scope="module")
-def random_run(small_world, tmp_path_factory):
-    """A run whose checkpoint is the randomly initialised tiny model (one step at lr ~0)."""
-    out = tmp_path_factory.mktemp("evalrun") / "r"
-    data = run_dict(small_world, steps=1)
-    data["stages"] = [{"name": "init", "steps": 1, "lr": 1e-12, "warmup": 0, "schedule": "constant"}]
-    run_training(run_config_from_dict(data), out)
-    return out
 
 
 def _img(v):

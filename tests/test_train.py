@@ -8,6 +8,7 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
+from conftest import TINY_MODEL, run_dict
 from safetensors.torch import load_file
 
 from toolkit.cli import main
@@ -17,36 +18,6 @@ from toolkit.train.optim import lr_at, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "experiments" / "runs"
-TINY_MODEL = {
-    "decoder": {"dim": 32, "layers": 2, "heads": 4, "ffn_dim": 64, "max_len": 64},
-    "vision": {"width": 32, "layers": 1, "heads": 2, "mlp_dim": 64},
-    "resampler": {"num_latents": 4},
-}
-
-
-def run_dict(world, steps=12, **extra):
-    data = {
-        "name": "test",
-        "seed": 0,
-        "model_preset": "tiny",
-        "model": TINY_MODEL,
-        "data": {
-            "world": str(world),
-            "max_len": 48,
-            "streams": [
-                {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 4},
-                {"name": "pairs", "kind": "pairs", "paths": ["{world}/pairs/*.tar"], "batch_size": 4},
-                {"name": "interleaved", "kind": "interleaved", "paths": ["{world}/interleaved/*.tar"], "batch_size": 2},
-            ],
-        },
-        "stages": [{"name": "pretrain", "steps": steps, "lr": 3e-3, "warmup": 2, "schedule": "cosine"}],
-        "checkpoint": {"every": 4, "keep": 10},
-        "logging": {"every": 1, "progress": False, "tensorboard": False},
-        "threads": 1,
-    }
-    for key, value in extra.items():
-        data[key] = value
-    return data
 
 
 def metrics(run_dir):

@@ -35,6 +35,12 @@ class TaskSpec:
     report_yes_rate: bool = False  # binary Yes/No tasks: also report how often Yes was predicted
     paper_prompt: bool = True  # the template is the paper's
 
+    def __post_init__(self) -> None:
+        if self.mode not in ("rank", "generate", "cot"):
+            raise ValueError(f"task {self.name}: unknown mode '{self.mode}'; valid: rank, generate, cot")
+        if self.builder and self.few_shot:
+            raise ValueError(f"task {self.name}: a builder task has no demonstrations; set few_shot=False")
+
 
 TASKS: Registry[TaskSpec] = Registry("task")
 

@@ -125,12 +125,12 @@ def render_pair(left: Category, right: Category, size: int, rng: np.random.Gener
     return img
 
 
-def render_text(text: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """Dark text on a light background, centred, with a little positional jitter."""
+def render_text(text: str, size: int, rng: np.random.Generator, font_size: int | None = None) -> Image.Image:
+    """Dark text on a light background, wrapped to the width, centred, with a little positional jitter."""
     shade = int(rng.integers(215, 256))
     img = Image.new("RGB", (size, size), (shade, shade, shade))
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=max(6, size // 3))
+    font = ImageFont.load_default(size=font_size or max(6, size // 3))
     words = text.split()
     lines, line = [], ""
     for word in words:  # greedy wrap to the canvas width
