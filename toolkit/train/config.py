@@ -73,6 +73,14 @@ class LoggingConfig:
 
 
 @dataclass
+class EvalDuringTrainingConfig:
+    every: int = 0  # evaluate every N steps (0 = never); a checkpoint is saved at those steps
+    tasks: list[str] = field(default_factory=list)  # task names (see `xmt eval --help`)
+    limit: int | None = None  # examples per task
+    shots: list[int] = field(default_factory=lambda: [0])
+
+
+@dataclass
 class DistributedConfig:
     strategy: str = "ddp"  # ddp (gloo on CPU, NCCL on CUDA) | fsdp (FSDP2 fully_shard, CUDA only)
 
@@ -104,6 +112,7 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    eval: EvalDuringTrainingConfig = field(default_factory=EvalDuringTrainingConfig)  # results in eval/step-N/
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:

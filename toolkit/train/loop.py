@@ -227,8 +227,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
                         {"step": step, "stage": stage.name, "lr": lr, "tokens_per_s": round(tokens_per_s, 1), **metrics}
                     )
                 logger.advance(metrics["loss"], tokens_per_s)
-                if step % cfg.checkpoint.every == 0 or state["stage_step"] == stage.steps or stop.requested:
+                evaluate_now = cfg.eval.every > 0 and step % cfg.eval.every == 0
+                if (
+                    step % cfg.checkpoint.every == 0
+                    or state["stage_step"] == stage.steps
+                    or stop.requested
+                    or evaluate_now
+                ):
                     last_saved = _save(run_dir, model, optimizer, state, cfg, info)
+                if evaluate_now:
+                    _evaluate(cfg, run_dir, last_saved, step, info)
                 if stop.requested:
                     raise TrainingInterrupted(
                         f"interrupted after step {step}; saved {last_saved}; continue with --resume"
@@ -238,6 +246,16 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
         stop.restore()
         logger.close()
     return {"run_dir": str(run_dir), "steps": state["step"], "checkpoint": str(last_saved)}
+
+
+def _evaluate(cfg: RunConfig, run_dir: Path, checkpoint: Path, step: int, info: DistInfo) -> None:
+    """Evaluation during training, on the checkpoint just written (main process; the others wait)."""
+    if info.is_main and cfg.eval.tasks:
+        from toolkit.eval.runner import evaluate
+
+        evaluate(checkpoint, cfg.eval.tasks, cfg.eval.shots, limit=cfg.eval.limit, out=run_dir / "eval" / f"step-{step:07d}",
+                 device=str(info.device), echo=lambda s: None)  # fmt: skip
+    barrier(info)
 
 
 class _StopRequest:
