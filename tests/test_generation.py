@@ -146,3 +146,18 @@ def test_score_continuations_matches_unbatched_forward():
         assert s.num_tokens == len(cont)
         greedy = all(int(logp[len(ctx) - 1 + i].argmax()) == t for i, t in enumerate(cont))
         assert s.is_greedy == greedy
+
+
+def test_generation_never_emits_image_or_padding_tokens():
+    model = tiny_model(seed=4)
+    tok = model.cfg.tokens
+    # Make the image tokens the most likely next tokens everywhere.
+    with torch.no_grad():
+        model.decoder.embed_tokens.weight[[tok.image, tok.image_pad, tok.image_end]] *= 50
+    prompts, images = _prompts(model)
+    ids, mask = left_pad(prompts, tok.pad)
+    banned = {tok.pad, tok.bos, tok.image, tok.image_end, tok.image_pad}
+    for out in greedy_search(model, ids, images, mask, max_new_tokens=6):
+        assert not banned & set(out)
+    for hyps in beam_search(model, ids, images, mask, max_new_tokens=4, num_beams=3):
+        assert all(not banned & set(h.tokens) for h in hyps)

@@ -27,6 +27,17 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, T
     return ids, mask
 
 
+def banned_ids(model: KosmosModel) -> list[int]:
+    """Tokens generation never emits: padding, <s>, and the image tokens (an image cannot be generated)."""
+    t = model.cfg.tokens
+    return [t.pad, t.bos, t.image, t.image_end, t.image_pad]
+
+
+def _ban(logits: Tensor, ids: list[int]) -> Tensor:
+    logits[:, ids] = float("-inf")
+    return logits
+
+
 def _restrict(logits: Tensor, allowed_fn: AllowedTokensFn | None, rows: Sequence[int], histories) -> Tensor:
     if allowed_fn is None:
         return logits
@@ -56,8 +67,9 @@ def greedy_search(
     logits, cache = out.logits[:, -1].float(), out.cache
     generated: list[list[int]] = [[] for _ in range(B)]
     done = [False] * B
+    banned = banned_ids(model)
     for _ in range(max_new_tokens):
-        logits = _restrict(logits, allowed_tokens, range(B), generated)
+        logits = _restrict(_ban(logits, banned), allowed_tokens, range(B), generated)
         next_ids = logits.argmax(dim=-1)
         for row, tok in enumerate(next_ids.tolist()):
             if done[row]:
@@ -113,8 +125,9 @@ def beam_search(
     def norm(logprob: float, length: int) -> float:
         return logprob / (length**length_penalty) if length_penalty else logprob
 
+    banned = banned_ids(model)
     for _step in range(max_new_tokens):
-        logprobs = _restrict(logprobs, allowed_tokens, [r // K for r in range(B * K)], beams)
+        logprobs = _restrict(_ban(logprobs, banned), allowed_tokens, [r // K for r in range(B * K)], beams)
         cand = (scores.view(B * K, 1) + logprobs).view(B, K * V)
         top_scores, top_idx = cand.topk(min(2 * K, K * V), dim=-1)
         next_rows, next_tokens, next_scores = [], [], []
