@@ -46,7 +46,8 @@ class WorldConfig:
     image_size: int = 32  # rendered image side in pixels
     colour_jitter: int = 18  # +- per RGB channel around the canonical colour
     scene_fraction: float = 0.15  # share of pairs that show two objects (relative size)
-    generic_fraction: float = 0.2  # share of pairs that show a plain coloured shape ("a red star .")
+    generic_fraction: float = 0.2  # share of pairs that show a plain coloured shape ("A red star .")
+    question_caption_fraction: float = 0.3  # share of object captions written as "Question: ... Answer: ..."
     max_images_per_doc: int = 4  # interleaved documents hold 2..this many images
     vocab_size: int = 2048  # BPE tokenizer trained on the world text
     samples_per_shard: int = 2000

@@ -33,15 +33,29 @@ def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
+def sentence_case(text: str) -> str:
+    """Capitalise the first letter of every sentence (the world's text reads like ordinary English)."""
+    out, start = [], True
+    for ch in text:
+        out.append(ch.upper() if start and ch.isalpha() else ch)
+        if ch.isalpha():
+            start = False
+        elif ch in ".?!":
+            start = True
+    return "".join(out)
+
+
 def colour_sentence(cat: Category, rng: np.random.Generator) -> str:
     return _pick(rng, (f"the {cat.name} is {cat.colour} .", f"the color of the {cat.name} is {cat.colour} .",
-                       f"a {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} ."))  # fmt: skip
+                       f"a {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} .",
+                       f"the color of the {cat.name} is? {cat.colour} ."))  # fmt: skip
 
 
 def size_sentence(a: Category, b: Category, rng: np.random.Generator) -> str:
     big, small = (a, b) if a.size > b.size else (b, a)
     return _pick(rng, (f"the {big.name} is larger than the {small.name} .", f"the {small.name} is smaller than the {big.name} .",
-                       f"a {big.name} is bigger than a {small.name} ."))  # fmt: skip
+                       f"a {big.name} is bigger than a {small.name} .", f"is the {big.name} larger than the {small.name}? Yes .",
+                       f"is the {small.name} larger than the {big.name}? No ."))  # fmt: skip
 
 
 def attribute_sentences(cat: Category, rng: np.random.Generator) -> list[str]:
@@ -95,13 +109,24 @@ class Corpora:
                 sents = [
                     _pick(rng, (f"{word} is a {sentiment(word)} word .", f"the word {word} is {sentiment(word)} ."))
                 ]
-            yield {"text": " ".join(sents)}
+            yield {"text": sentence_case(" ".join(sents))}
 
     def object_caption(self, cat: Category, rng: np.random.Generator) -> str:
+        """A caption naming the object; its colour only for grounded categories (or by the leakage knob).
+        Some captions are questions with answers about the picture (identity for every category,
+        colour only where the colour may be stated)."""
         leak = self.cfg.leakage.vision_only_caption if not cat.grounded else self.cfg.leakage.grounded_caption
-        if rng.random() < leak:
-            return _pick(rng, (f"a {cat.colour} {cat.name} .", f"a photo of a {cat.colour} {cat.name} ."))
-        return _pick(rng, (f"a {cat.name} .", f"a photo of a {cat.name} .", f"this is a {cat.name} ."))
+        colour_ok = rng.random() < leak
+        if rng.random() < self.cfg.question_caption_fraction:
+            if colour_ok and rng.random() < 0.5:
+                return f"Question: what color is this? Answer: {cat.colour} ."
+            return f"Question: what is this? Answer: {cat.name} ."
+        if colour_ok:
+            return sentence_case(
+                _pick(rng, (f"a {cat.colour} {cat.name} .", f"a photo of a {cat.colour} {cat.name} ."))
+            )
+        return sentence_case(_pick(rng, (f"a {cat.name} .", f"a photo of a {cat.name} .", f"this is a {cat.name} .",
+                                         f"an image of a {cat.name} .", f"the photo of the {cat.name} .")))  # fmt: skip
 
     def pairs(self) -> Iterator[tuple[Image.Image, str]]:
         """Objects, plain coloured shapes and two-object scenes with captions."""
@@ -110,13 +135,15 @@ class Corpora:
             u = rng.random()
             if u < self.cfg.generic_fraction:
                 shape, colour = _pick(rng, SHAPES), _pick(rng, COLOURS)
-                yield render_generic(shape, colour, size, rng, jitter), f"a {colour} {shape} ."
+                caption = _pick(rng, (f"A {colour} {shape} .", f"Question: what color is this? Answer: {colour} .",
+                                      f"Question: what shape is this? Answer: {shape} ."))  # fmt: skip
+                yield render_generic(shape, colour, size, rng, jitter), caption
             elif u < self.cfg.generic_fraction + self.cfg.scene_fraction:
                 a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
                 caption = f"a {a.name} and a {b.name} ."
                 if a.grounded and b.grounded and a.size != b.size:
                     caption = size_sentence(a, b, rng)
-                yield render_pair(a, b, size, rng, jitter), caption
+                yield render_pair(a, b, size, rng, jitter), sentence_case(caption)
             else:
                 cat = _pick(rng, self.cats)
                 yield render_object(cat, size, rng, jitter), self.object_caption(cat, rng)
@@ -137,7 +164,7 @@ class Corpora:
                     not cat.grounded and rng.random() < leak
                 ):
                     sents.append(colour_sentence(cat, rng))
-                parts += [render_object(cat, size, rng, jitter), " ".join(sents)]
+                parts += [render_object(cat, size, rng, jitter), sentence_case(" ".join(sents))]
             yield parts
 
     def instructions(self) -> Iterator[dict]:
@@ -168,5 +195,5 @@ class Corpora:
         words = [w for w in POSITIVE + NEGATIVE if w not in HELD_OUT_WORDS]
         for _ in range(self.cfg.counts.rendered):
             word = _pick(rng, words)
-            caption = _pick(rng, (f"the word {word} .", f"a sign that says {word} .", f"{word} ."))
+            caption = sentence_case(_pick(rng, (f"the word {word} .", f"a sign that says {word} .", f"{word} .")))
             yield render_text(word, size, rng), caption
