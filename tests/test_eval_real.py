@@ -163,7 +163,7 @@ def test_every_real_format_is_read_and_scored_end_to_end(random_run, fixtures, t
     sst = json.loads((tmp_path / "rendered-sst2.json").read_text())
     assert sst["skipped_records"]["SST-2 row without a 0/1 label"]["count"] == 1
     colour = json.loads((tmp_path / "memorycolor.json").read_text())
-    assert colour["skipped_records"]["row without an item or a basic colour"]["count"] == 1
+    assert colour["skipped_records"]["row without an object or a basic colour"]["count"] == 1
     assert "yes_rate" in json.loads((tmp_path / "relativesize.json").read_text())
     cot = (tmp_path / "rendered-sst2-cot.samples.jsonl").read_text().splitlines()
     assert json.loads(cot[0])["prompt"].count("Question: what is the sentiment of the opinion? Answer:") == 1

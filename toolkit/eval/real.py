@@ -339,7 +339,8 @@ def partial_requests(task, ex: Example):
 
 @LOADERS.register("memorycolor")
 def memorycolor(path, skips):
-    """MemoryColor csv (Index, Descriptor, Item, Color) or jsonl (descriptor, item, label)."""
+    """MemoryColor csv (Index, Descriptor, Item, Color) or jsonl (descriptor, item, label); the object is
+    "{descriptor} {item}", with "the" for an empty descriptor."""
     path = _need(Path(path), "MemoryColor memory_color_data.csv or memory_colors.jsonl")
     rows = []
     if path.suffix == ".csv":
@@ -352,30 +353,35 @@ def memorycolor(path, skips):
             (i, r.get("descriptor", ""), r.get("item"), r.get("label"))
             for i, r in read_jsonl(path, skips, ("item", "label"))
         ]
+    objects = [
+        (line, f"{(desc or '').strip() or 'the'} {item.strip()}" if item else "", colour)
+        for line, desc, item, colour in rows
+    ]
+    return _colour_examples(objects, path, skips)
+
+
+def _colour_examples(rows, path: Path, skips: SkipLog) -> list[Example]:
+    """(line, object phrase, colour) rows -> examples; rows without an object or a basic colour are skipped."""
     out = []
-    for line, desc, item, colour in rows:
+    for line, obj, colour in rows:
         colour = (colour or "").strip().lower()
-        if not item or colour not in COLOURS:
-            skips.skip("row without an item or a basic colour", f"{path}:{line}")
+        if not obj or colour not in COLOURS:
+            skips.skip("row without an object or a basic colour", f"{path}:{line}")
             continue
-        desc = (desc or "").strip() or "the"
-        out.append(Example(str(line), [], {"object": f"{desc} {item.strip()}"}, colour))
-    return _nonempty(out, path, "items with one of the 11 colours")
+        out.append(Example(str(line), [], {"object": obj}, colour))
+    return _nonempty(out, path, "objects with one of the 11 colours")
 
 
 @LOADERS.register("colorterms")
 def colorterms(path, skips):
-    """ColorTerms csv (object, color)."""
+    """ColorTerms csv (object, color); asked about as "the {object}"."""
     path = _need(Path(path), "ColorTerms color-concrete-objects.csv (object, color)")
-    out = []
     with path.open(encoding="utf-8-sig", newline="") as f:
-        for line, r in enumerate(csv.DictReader(f), 2):
-            colour = (r.get("color") or "").strip().lower()
-            if not r.get("object") or colour not in COLOURS:
-                skips.skip("row without an object or a basic colour", f"{path}:{line}")
-                continue
-            out.append(Example(str(line), [], {"object": f"the {r['object'].strip()}"}, colour))
-    return _nonempty(out, path, "objects with one of the 11 colours")
+        rows = [
+            (line, f"the {r['object'].strip()}" if r.get("object") else "", r.get("color"))
+            for line, r in enumerate(csv.DictReader(f), 2)
+        ]
+    return _colour_examples(rows, path, skips)
 
 
 @LOADERS.register("relativesize")

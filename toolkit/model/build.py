@@ -14,6 +14,7 @@ from safetensors.torch import save_model as st_save_model
 from toolkit.config import from_dict, to_dict
 from toolkit.model.config import ModelConfig
 from toolkit.model.kosmos import KosmosModel
+from toolkit.model.vision import CLIP_FIELDS
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -77,15 +78,7 @@ def self_contained_config(model: KosmosModel) -> ModelConfig:
         return cfg
     hf = model.vision.model.config
     vision = dataclasses.replace(
-        cfg.vision,
-        path=None,
-        image_size=hf.image_size,
-        patch_size=hf.patch_size,
-        width=hf.hidden_size,
-        layers=hf.num_hidden_layers,
-        heads=hf.num_attention_heads,
-        mlp_dim=hf.intermediate_size,
-        channels=hf.num_channels,
+        cfg.vision, path=None, **{ours: getattr(hf, theirs) for ours, theirs in CLIP_FIELDS.items()}
     )
     return dataclasses.replace(cfg, vision=vision)
 

@@ -22,6 +22,18 @@ log = logging.getLogger(__name__)
 VISION: Registry[type] = Registry("vision tower")
 
 
+# VisionConfig field -> CLIPVisionConfig field: the one mapping between the two, used both ways.
+CLIP_FIELDS = {
+    "width": "hidden_size",
+    "mlp_dim": "intermediate_size",
+    "layers": "num_hidden_layers",
+    "heads": "num_attention_heads",
+    "image_size": "image_size",
+    "patch_size": "patch_size",
+    "channels": "num_channels",
+}
+
+
 def _clip_config(cfg: VisionConfig):
     from transformers import CLIPVisionConfig
 
@@ -34,15 +46,7 @@ def _clip_config(cfg: VisionConfig):
             )
         hf = CLIPVisionConfig.from_pretrained(str(path), local_files_only=True)
     else:
-        hf = CLIPVisionConfig(
-            hidden_size=cfg.width,
-            intermediate_size=cfg.mlp_dim,
-            num_hidden_layers=cfg.layers,
-            num_attention_heads=cfg.heads,
-            image_size=cfg.image_size,
-            patch_size=cfg.patch_size,
-            num_channels=cfg.channels,
-        )
+        hf = CLIPVisionConfig(**{theirs: getattr(cfg, ours) for ours, theirs in CLIP_FIELDS.items()})
     return hf
 
 
