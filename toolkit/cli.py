@@ -156,6 +156,96 @@ def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, out, 
              out, batch_size, device, echo=click.echo)  # fmt: skip
 
 
+@main.group(cls=_Group)
+def grid() -> None:
+    """Ablation grids: plan, run (resumable), status, tables with CIs across training seeds."""
+
+
+def _grid_options(f):
+    f = click.option("--scale", default="tiny", show_default=True, help="Grid scale (tiny, or one under `scales:`).")(f)
+    f = click.option("--results", type=click.Path(file_okay=False), help="Results root (default: results/).")(f)
+    return click.argument("grid_file", type=click.Path(exists=True, dir_okay=False))(f)
+
+
+@grid.command("plan")
+@_grid_options
+def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
+    """Print the question and every cell (id, arm, seed, overrides) of GRID_FILE."""
+    from toolkit.grid.spec import load_grid
+
+    g = load_grid(grid_file, scale)
+    cells = g.cells()
+    click.echo(f"{g.name} ({scale}): {g.spec.question}" + (f" [mirrors {g.spec.mirrors}]" if g.spec.mirrors else ""))
+    for c in cells:
+        click.echo(f"  {c.id}  seed={c.seed}  {c.label}")
+    tasks = ", ".join(g.eval_tasks()) or "(none)"
+    click.echo(f"{len(cells)} cells, {len({c.arm for c in cells})} arms; tasks: {tasks}")
+
+
+@grid.command("run")
+@_grid_options
+@click.option("--jobs", default=1, show_default=True, help="Cells at a time (local pool; threads are shared out).")
+@click.option("--executor", type=click.Choice(["local", "submitit-local", "slurm"]), default="local", show_default=True)
+@click.option("--retry-failed", is_flag=True, help="Also rerun cells that failed before.")
+def grid_run(grid_file: str, scale: str, results: str | None, jobs: int, executor: str, retry_failed: bool) -> None:
+    """Train and evaluate every cell of GRID_FILE; finished cells are skipped, half-finished ones resume."""
+    from toolkit.grid.run import run_grid
+    from toolkit.grid.spec import load_grid
+
+    states = run_grid(load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo)
+    failed = [c for c, s in states.items() if s == "failed"]
+    click.echo(
+        f"{sum(s == 'done' for s in states.values())}/{len(states)} cells done"
+        + (f", {len(failed)} failed" if failed else "")
+    )
+    if failed:
+        sys.exit(1)
+
+
+@grid.command("status")
+@_grid_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON list instead of lines.")
+def grid_status_command(grid_file: str, scale: str, results: str | None, as_json: bool) -> None:
+    """State of every cell: pending, running, done or failed (with the error)."""
+    from toolkit.grid.run import grid_status
+    from toolkit.grid.spec import load_grid
+
+    rows = grid_status(load_grid(grid_file, scale), results)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']}  {r['state']:<8} seed={r['seed']}  {r['label']}" + (f"  ({r['error']})" if r["error"] else "")
+        )
+
+
+@grid.command("table")
+@_grid_options
+@click.option("--pivot", help="Spread this column across the table (e.g. group, label).")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
+def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str) -> None:
+    """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons."""
+    from toolkit.grid.results import collect, compare_arms, format_table, summarize
+    from toolkit.grid.spec import load_grid, select_arm
+
+    g = load_grid(grid_file, scale)
+    df = collect(g, results)
+    click.echo(format_table(summarize(df), fmt, pivot))
+    if df.empty or not g.spec.compare:
+        return
+    cells = g.cells()
+    for a_sel, b_sel in g.spec.compare:
+        a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
+        for ev in sorted(df["eval"].unique()):
+            if df[(df["eval"] == ev)]["metric"].iloc[0] == "roc_auc":
+                continue  # no per-example scores to pair
+            groups = [None] + sorted(g for g in df[(df["eval"] == ev) & (df["group"] != "all")]["group"].unique())
+            for group in groups:
+                comp = compare_arms(g, a, b, ev, group, results)
+                click.echo(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
+
+
 @main.command()
 @click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")

@@ -24,6 +24,7 @@ class DataConfig:
     world: str | None = None  # world directory; "{world}" in stream paths and tokenizer is replaced by it
     world_preset: str = "tiny"  # when `world` does not exist yet, it is built with this preset ...
     world_seed: int = 0  # ... and this world seed (recorded separately from the training seed)
+    world_overrides: dict[str, Any] = field(default_factory=dict)  # ... and these WorldConfig fields
     tokenizer: str = "{world}/tokenizer.json"  # tokenizer.json (or a directory holding one)
     streams: list[StreamConfig] = field(default_factory=list)  # batch_size is global (split over ranks)
     max_len: int = 128  # tokens per sequence

@@ -84,7 +84,11 @@ def ensure_world(cfg: RunConfig, info: DistInfo) -> None:
         from toolkit.world.config import world_config
 
         print(f"world {world} not found: building preset '{cfg.data.world_preset}' (seed {cfg.data.world_seed})")
-        build_world(world_config(cfg.data.world_preset), world, seed=cfg.data.world_seed, progress=False, force=True)
+        wcfg = world_config(cfg.data.world_preset, cfg.data.world_overrides or None)
+        try:
+            build_world(wcfg, world, seed=cfg.data.world_seed, progress=False)
+        except FileExistsError:  # a parallel run built it meanwhile
+            pass
     barrier(info)
 
 

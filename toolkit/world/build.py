@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -102,7 +103,7 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
     if out.exists() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"{out} exists and is not empty; pass --force to replace it")
-    tmp = out.with_name(out.name + ".building")
+    tmp = out.with_name(f"{out.name}.building-{os.getpid()}")  # per process: parallel builds do not collide
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -160,9 +161,12 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     steps.update()
     steps.close()
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    if out.exists() and not force:  # another process finished the same build first: keep its copy
+        shutil.rmtree(tmp)
+    else:
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
     seconds = time.perf_counter() - start
     echo(
         f"world built in {seconds:.1f} s: {len(categories)} categories "

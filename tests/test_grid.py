@@ -1,0 +1,157 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import run_dict
+
+from toolkit.cli import main
+from toolkit.grid.spec import load_grid
+from toolkit.grid.stats import paired_comparison
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = sorted((ROOT / "experiments" / "paper").glob("*.yaml"))
+
+
+def _grid_file(tmp_path, world, steps=3, axes=None, zip_=None, seeds=(0, 1), tasks=("world-colour",), extra=None):
+    base = run_dict(world, steps=steps)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    grid = {"question": "test?", "base": "base.yaml", "axes": axes or {}, "zip": zip_ or [], "seeds": list(seeds),
+            "tasks": list(tasks), "eval_limit": 12, **(extra or {})}  # fmt: skip
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    return tmp_path / "grid.yaml"
+
+
+@pytest.mark.parametrize("path", PAPER, ids=[p.stem for p in PAPER])
+def test_every_paper_grid_plans(path):
+    result = CliRunner().invoke(main, ["grid", "plan", str(path)])
+    assert result.exit_code == 0, result.output
+    grid = load_grid(path)
+    assert grid.spec.question.endswith("?") and grid.cells()
+    for scale in grid.spec.scales:
+        assert load_grid(path, scale).cells()
+
+
+def test_unknown_grid_keys_name_the_key(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, extra={"sedes": [0]})
+    result = CliRunner().invoke(main, ["grid", "plan", str(path)])
+    assert result.exit_code != 0 and "unknown config key 'grid.sedes'" in result.output
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.depth": [1, 2]})
+    result = CliRunner().invoke(main, ["grid", "plan", str(path)])
+    assert result.exit_code != 0 and "unknown config key 'model.decoder.depth'" in result.output
+
+
+def test_cells_are_the_product_of_axes_zips_and_seeds(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]},
+                      zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}], seeds=(0, 1, 2))  # fmt: skip
+    cells = load_grid(path).cells()
+    assert len(cells) == 2 * 2 * 3 and len({c.arm for c in cells}) == 4 and len({c.id for c in cells}) == 12
+    llm = [c for c in cells if c.overrides["name"] == "llm"]
+    assert all(c.config.model.vision.kind == "none" for c in llm)
+    assert load_grid(path).cells()[0].id == cells[0].id  # ids are stable
+
+
+@pytest.mark.slow
+def test_micro_grid_runs_with_submitit_and_prints_a_table(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]},
+                      zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+                      extra={"compare": [["name=mllm,model.decoder.positions=xpos", "name=llm,model.decoder.positions=xpos"]]})  # fmt: skip
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["grid", "run", str(path), "--executor", "submitit-local", "--results", str(tmp_path / "res")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "8/8 cells done" in result.output
+    table = runner.invoke(main, ["grid", "table", str(path), "--results", str(tmp_path / "res")])
+    assert table.exit_code == 0, table.output
+    rows = [line for line in table.output.splitlines() if line.startswith("| ") and "world-colour" in line]
+    assert len(rows) == 4 * 3  # 4 arms x (all, grounded, vision_only)
+    assert all("[" in r and "| 2 |" in r for r in rows)  # mean [CI] over 2 seeds
+    assert (
+        "name=mllm,model.decoder.positions=xpos - name=llm,model.decoder.positions=xpos on world-colour" in table.output
+    )
+    status = json.loads(
+        runner.invoke(main, ["grid", "status", str(path), "--results", str(tmp_path / "res"), "--json"]).output
+    )
+    assert {s["state"] for s in status} == {"done"}
+
+
+def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, steps=24, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,),
+                      extra={"overrides": {"checkpoint.every": 4}})  # fmt: skip
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cells = load_grid(path).cells()
+    first, second = (res / "grid" / c.id for c in cells)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        done = (first / "status.json").is_file() and json.loads((first / "status.json").read_text())["state"] == "done"
+        if done and list((second / "run" / "checkpoints").glob("step-*")):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads((second / "status.json").read_text())["state"] == "running"
+    before = (first / "run" / "metrics.jsonl").read_bytes(), (first / "status.json").read_bytes()
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "done, skipped" in again.stdout
+    assert ((first / "run" / "metrics.jsonl").read_bytes(), (first / "status.json").read_bytes()) == before
+    steps = [json.loads(line)["step"] for line in (second / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 25))
+    for cell in (first, second):
+        assert json.loads((cell / "status.json").read_text())["state"] == "done"
+        for f in (cell / "run" / "eval").glob("*.json"):
+            json.loads(f.read_text())
+
+
+def test_a_failing_cell_is_recorded_and_retried_alone(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "alibi"]}, seeds=(0,))
+    res = tmp_path / "res"
+    result = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(res)])
+    assert result.exit_code == 1 and "1/2 cells done, 1 failed" in result.output
+    status = {
+        s["label"]: s
+        for s in json.loads(
+            CliRunner().invoke(main, ["grid", "status", str(path), "--results", str(res), "--json"]).output
+        )
+    }
+    assert status["model.decoder.positions=alibi"]["state"] == "failed"
+    assert "unknown position encoding 'alibi'" in status["model.decoder.positions=alibi"]["error"]
+    good = next(c for c in load_grid(path).cells() if "xpos" in c.label)
+    stamp = (res / "grid" / good.id / "status.json").read_bytes()
+    plain = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(res)])
+    assert "failed, skipped" in plain.output
+    retry = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(res), "--retry-failed"])
+    assert retry.output.count(": failed") == 1 and "done, skipped" in retry.output
+    assert (res / "grid" / good.id / "status.json").read_bytes() == stamp
+
+
+def _simulate(rng, effect, seeds=5, examples=120, seed_sd=0.03):
+    difficulty = rng.random(examples) * 0.6 + 0.2
+
+    def arm(shift):
+        return np.stack(
+            [(rng.random(examples) < np.clip(difficulty + shift + rng.normal(0, seed_sd), 0, 1)) for _ in range(seeds)]
+        ).astype(float)
+
+    return arm(effect), arm(0.0)
+
+
+def test_paired_statistics_detect_a_planted_effect_and_hold_their_level_under_the_null():
+    rng = np.random.default_rng(0)
+    a, b = _simulate(rng, 0.15)
+    comp = paired_comparison(a, b, seed=1)
+    assert comp.p_value < 0.01 and comp.ci95[0] > 0 and comp.effect == pytest.approx(float((a - b).mean()))
+    assert comp.effect_size > 1.0
+    rejections = [paired_comparison(*_simulate(rng, 0.0), n_boot=500, seed=i).p_value < 0.05 for i in range(200)]
+    assert np.mean(rejections) <= 0.08  # nominal 5% (plus simulation noise)

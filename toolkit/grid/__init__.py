@@ -1,0 +1,1 @@
+"""Ablation grids: grid files -> cells, executors, result collection, statistics across training seeds."""

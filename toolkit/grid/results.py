@@ -1,0 +1,105 @@
+"""Collect a grid's results into one DataFrame and summarise them across training seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from toolkit.grid.run import read_status, results_dir
+from toolkit.grid.spec import Grid
+from toolkit.grid.stats import Comparison, paired_comparison, seed_ci
+
+
+def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFrame:
+    """One row per (cell, eval cell, group): columns cell, arm, label, seed, the axis keys, task,
+    eval, shots, ablation, metric, group ('all' for the whole task), value, n, step."""
+    out = results_dir(grid, results)
+    rows = []
+    for cell in grid.cells():
+        if read_status(out / cell.id)["state"] != "done":
+            continue
+        for path in sorted((out / cell.id / "run" / "eval").glob("*.json")):
+            r = json.loads(path.read_text())
+            base = {"cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
+                    **{k: v for k, v in cell.overrides.items() if k != "seed"},
+                    "task": r["task"], "eval": r["cell"], "shots": r["shots"], "ablation": r["ablation"],
+                    "metric": r["metric"], "step": r.get("step")}  # fmt: skip
+            rows.append({**base, "group": "all", "value": r["value"], "n": r["n"]})
+            for group, g in r.get("groups", {}).items():
+                rows.append({**base, "group": group, "value": g["value"], "n": g["n"]})
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% t-interval across training seeds per (arm, eval cell, group)."""
+    if df.empty:
+        return df
+    rows = []
+    for (label, ev, group), sub in df.groupby(["label", "eval", "group"], sort=True):
+        mean, lo, hi = seed_ci(sub["value"].to_numpy())
+        rows.append({"label": label, "eval": ev, "group": group, "metric": sub["metric"].iloc[0], "mean": mean,
+                     "ci_lo": lo, "ci_hi": hi, "seeds": len(sub), "values": [round(v, 4) for v in sub["value"]]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def example_scores(
+    grid: Grid, cell_id: str, eval_cell: str, results: str | os.PathLike | None = None, group: str | None = None
+):
+    """Per-example scores of one cell's eval cell (trial-averaged), keyed by example id."""
+    path = results_dir(grid, results) / cell_id / "run" / "eval" / f"{eval_cell}.samples.jsonl"
+    scores: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines():
+        s = json.loads(line)
+        if group is None or s.get("group") == group:
+            scores.setdefault(str(s["id"]), []).append(float(s["score"]))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: str | None = None,
+                 results: str | os.PathLike | None = None) -> Comparison:  # fmt: skip
+    """Paired comparison of two arms (by label) on one eval cell, over their common seeds and examples."""
+    cells = {(c.label, c.seed): c for c in grid.cells()}
+    seeds = sorted({s for (lab, s) in cells if lab == label_a} & {s for (lab, s) in cells if lab == label_b})
+    out = results_dir(grid, results)
+    seeds = [
+        s for s in seeds if all(read_status(out / cells[(lab, s)].id)["state"] == "done" for lab in (label_a, label_b))
+    ]
+    if not seeds:
+        raise ValueError(f"no seed has finished cells for both '{label_a}' and '{label_b}'")
+    a_rows, b_rows = [], []
+    for s in seeds:
+        a = example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group)
+        b = example_scores(grid, cells[(label_b, s)].id, eval_cell, results, group)
+        ids = sorted(set(a) & set(b))
+        a_rows.append([a[i] for i in ids])
+        b_rows.append([b[i] for i in ids])
+    return paired_comparison(np.array(a_rows), np.array(b_rows))
+
+
+def format_table(summary: pd.DataFrame, fmt: str = "md", pivot: str | None = None) -> str:
+    """The summary as Markdown, CSV or LaTeX; `pivot` spreads one column (e.g. group) across columns."""
+    if summary.empty:
+        return "(no finished cells)"
+    table = summary.copy()
+    table["value"] = [
+        f"{m:.4f}" + ("" if np.isnan(lo) else f" [{lo:.4f}, {hi:.4f}]")
+        for m, lo, hi in zip(table["mean"], table["ci_lo"], table["ci_hi"])
+    ]
+    cols = ["label", "eval", "group", "metric", "value", "seeds"]
+    table = table[cols]
+    if pivot:
+        index = [c for c in ("label", "eval", "group", "metric") if c != pivot]
+        table = table.pivot_table(index=index, columns=pivot, values="value", aggfunc="first").reset_index()
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "tex":
+        return table.to_latex(index=False, escape=True)
+    if fmt == "md":
+        header = "| " + " | ".join(map(str, table.columns)) + " |"
+        lines = [header, "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+        return "\n".join(lines)
+    raise ValueError(f"unknown table format '{fmt}'; valid: md, csv, tex")

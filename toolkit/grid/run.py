@@ -1,0 +1,134 @@
+"""Running a grid: each cell trains (resuming a half-finished run) and is evaluated; its state is
+recorded in `<results>/<cell id>/status.json` (running | done | failed, with the traceback).
+
+Executors: `local` (a pool of N worker processes, each with its share of CPU threads; N=1 runs in
+this process), `submitit-local` (submitit's local executor) and `slurm` (submitit on a cluster).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from toolkit.grid.spec import Cell, Grid, load_grid
+
+EXECUTORS = ("local", "submitit-local", "slurm")
+
+
+def results_dir(grid: Grid, results: str | os.PathLike | None = None) -> Path:
+    root = Path(results) if results else Path("results")
+    return root / (grid.name if grid.scale == "tiny" else f"{grid.name}-{grid.scale}")
+
+
+def read_status(cell_dir: Path) -> dict:
+    path = cell_dir / "status.json"
+    return json.loads(path.read_text()) if path.is_file() else {"state": "pending"}
+
+
+def _write_status(cell_dir: Path, status: dict) -> None:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cell_dir / "status.json.tmp"
+    tmp.write_text(json.dumps(status, indent=1) + "\n")
+    tmp.replace(cell_dir / "status.json")
+
+
+def run_cell(grid_path: str, scale: str, cell_id: str, results: str, threads: int = 0) -> dict:
+    """Train and evaluate one cell (a top-level function, so pools and submitit can pickle it)."""
+    from toolkit.eval.runner import evaluate
+    from toolkit.train.loop import load_run, run_training
+
+    grid = load_grid(grid_path, scale)
+    cell = next(c for c in grid.cells() if c.id == cell_id)
+    cell_dir = Path(results) / cell.id
+    status = {"state": "running", "cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
+              "overrides": cell.overrides, "started": time.time(), "pid": os.getpid()}  # fmt: skip
+    _write_status(cell_dir, status)
+    run = cell_dir / "run"
+    try:
+        cfg = cell.config
+        cfg = dataclasses.replace(
+            cfg, threads=threads or cfg.threads, logging=dataclasses.replace(cfg.logging, progress=False)
+        )
+        if (run / "config.yaml").is_file():
+            run_training(load_run(run), run, resume=True)
+        else:
+            run_training(cfg, run)
+        spec, tasks = grid.spec, grid.eval_tasks()
+        if tasks:
+            evaluate(run, tasks, spec.shots, spec.trials, spec.eval_limit, spec.ablations, data=grid.data,
+                     out=run / "eval", echo=lambda s: None)  # fmt: skip
+        status.update(state="done", finished=time.time())
+    except Exception:
+        status.update(state="failed", finished=time.time(), traceback=traceback.format_exc())
+    _write_status(cell_dir, status)
+    return status
+
+
+def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1, executor: str = "local",
+             retry_failed: bool = False, echo: Callable[[str], None] = print, slurm: dict | None = None) -> dict[str, str]:  # fmt: skip
+    """Run every cell that is not done (failed ones only with retry_failed); returns cell id -> state."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    out = results_dir(grid, results)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = grid.cells()
+    _write_plan(grid, cells, out)
+    todo: list[Cell] = []
+    for cell in cells:
+        state = read_status(out / cell.id)["state"]
+        if state == "done" or (state == "failed" and not retry_failed):
+            echo(f"{cell.id} {cell.label} seed={cell.seed}: {state}, skipped")
+        else:
+            todo.append(cell)
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    args = [(str(grid.path.resolve()), grid.scale, c.id, str(out.resolve()), threads if jobs > 1 else 0) for c in todo]
+    states: dict[str, str] = {}
+    if executor == "local" and jobs <= 1:
+        for a, cell in zip(args, todo):
+            states[cell.id] = run_cell(*a)["state"]
+            echo(f"{cell.id} {cell.label} seed={cell.seed}: {states[cell.id]}")
+    elif executor == "local":
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            for cell, status in zip(todo, pool.map(run_cell, *zip(*args))):
+                states[cell.id] = status["state"]
+                echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
+    else:
+        import submitit
+
+        folder = out / "submitit"
+        if executor == "slurm":
+            ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+            ex.update_parameters(**(slurm or {}))
+        else:
+            ex = submitit.LocalExecutor(folder=str(folder))
+            ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60))
+        jobs_ = [ex.submit(run_cell, *a) for a in args]
+        for cell, job in zip(todo, jobs_):
+            status = job.result()
+            states[cell.id] = status["state"]
+            echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
+    return {c.id: read_status(out / c.id)["state"] for c in cells}
+
+
+def _write_plan(grid: Grid, cells: list[Cell], out: Path) -> None:
+    plan = {"grid": str(grid.path), "scale": grid.scale, "question": grid.spec.question, "mirrors": grid.spec.mirrors,
+            "cells": [{"id": c.id, "arm": c.arm, "label": c.label, "seed": c.seed, "overrides": c.overrides} for c in cells]}  # fmt: skip
+    tmp = out / "plan.json.tmp"
+    tmp.write_text(json.dumps(plan, indent=1) + "\n")
+    tmp.replace(out / "plan.json")
+
+
+def grid_status(grid: Grid, results: str | os.PathLike | None = None) -> list[dict]:
+    out = results_dir(grid, results)
+    rows = []
+    for cell in grid.cells():
+        status = read_status(out / cell.id)
+        rows.append({"id": cell.id, "label": cell.label, "seed": cell.seed, "state": status["state"],
+                     "error": status.get("traceback", "").strip().splitlines()[-1] if status.get("traceback") else ""})  # fmt: skip
+    return rows
