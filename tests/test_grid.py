@@ -136,6 +136,16 @@ def test_a_failing_cell_is_recorded_and_retried_alone(tmp_path, small_world):
     assert (res / "grid" / good.id / "status.json").read_bytes() == stamp
 
 
+@pytest.mark.slow
+def test_local_pool_runs_cells_in_parallel_processes(tmp_path, small_world):
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))
+    result = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(tmp_path / "res"), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    statuses = [json.loads(p.read_text()) for p in (tmp_path / "res" / "grid").glob("*/status.json")]
+    assert len(statuses) == 2 and {s["state"] for s in statuses} == {"done"}
+    assert len({s["pid"] for s in statuses}) == 2 and os.getpid() not in {s["pid"] for s in statuses}
+
+
 def _simulate(rng, effect, seeds=5, examples=120, seed_sd=0.03):
     difficulty = rng.random(examples) * 0.6 + 0.2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import time
 import traceback
@@ -94,7 +95,8 @@ def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1
             states[cell.id] = run_cell(*a)["state"]
             echo(f"{cell.id} {cell.label} seed={cell.seed}: {states[cell.id]}")
     elif executor == "local":
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # spawn, not fork: a forked torch process can deadlock in its thread pools
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for cell, status in zip(todo, pool.map(run_cell, *zip(*args))):
                 states[cell.id] = status["state"]
                 echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
