@@ -95,6 +95,10 @@ class FeedForward(nn.Module):
         return self.fc2(self.ffn_layernorm(self.activation_dropout(h)))
 
 
+class HookPoint(nn.Identity):
+    """A named place in the forward pass (identity); analysis attaches hooks to it temporarily."""
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
@@ -103,12 +107,15 @@ class DecoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(cfg.dim, eps=cfg.layernorm_eps)
         self.ffn = FeedForward(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.hook_attn_out = HookPoint()  # (B, T, dim) attention sublayer output, before the residual add
+        self.hook_mlp_out = HookPoint()  # (B, T, dim) FFN sublayer output, before the residual add
+        self.hook_resid_post = HookPoint()  # (B, T, dim) the residual stream after this block
 
     def forward(self, x, mask, rotary, past=None, need_weights=False):
         h, present, weights = self.self_attn(self.self_attn_layer_norm(x), mask, rotary, past, need_weights)
-        x = x + self.dropout(h)
-        x = x + self.dropout(self.ffn(self.final_layer_norm(x)))
-        return x, present, weights
+        x = x + self.dropout(self.hook_attn_out(h))
+        x = x + self.dropout(self.hook_mlp_out(self.ffn(self.final_layer_norm(x))))
+        return self.hook_resid_post(x), present, weights
 
 
 @dataclass

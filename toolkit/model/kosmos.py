@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.model.config import ModelConfig
-from toolkit.model.decoder import Decoder, KVCache
+from toolkit.model.decoder import Decoder, HookPoint, KVCache
 from toolkit.model.resampler import build_resampler
 from toolkit.model.vision import apply_freeze, build_vision
 
@@ -57,6 +57,8 @@ class KosmosModel(nn.Module):
                 d.attention,
             )
             apply_freeze(self.vision, cfg.vision.freeze)
+        self.hook_image_embeds = HookPoint()  # (M, N, dim) image embeddings after the resampler
+        self.hook_embeds = HookPoint()  # (B, T, dim) input embeddings with the images in place
 
     @property
     def num_image_tokens(self) -> int:
@@ -75,7 +77,7 @@ class KosmosModel(nn.Module):
         if self.vision is None:
             raise ImageSpanError("this model has no vision tower (vision.kind: none) but images were given")
         param = next(self.resampler.parameters())
-        return self.resampler(self.vision(images.to(dtype=param.dtype)))
+        return self.hook_image_embeds(self.resampler(self.vision(images.to(dtype=param.dtype))))
 
     def image_positions(self, input_ids: Tensor, num_images: int) -> Tensor:
         """(B, T) bool of placeholder positions, after checking every span against N and the images."""
@@ -116,7 +118,7 @@ class KosmosModel(nn.Module):
         if num_images:
             image_embeds = self.embed_images(images)  # (M, N, dim), in span order
             embeds = embeds.masked_scatter(positions[..., None], image_embeds.to(embeds.dtype))
-        return embeds
+        return self.hook_embeds(embeds)
 
     def loss_targets(self, input_ids: Tensor, attention_mask: Tensor | None, loss_mask: Tensor | None) -> Tensor:
         """(B, T-1) bool: which next tokens count in the loss (text, real, not masked out)."""
