@@ -246,6 +246,68 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
                 click.echo(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
 
 
+@main.group(cls=_Group)
+def analyze() -> None:
+    """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures)."""
+
+
+def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
+    return Path(out) if out else Path(run_dir) / "analysis" / kind
+
+
+@analyze.command("probe")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/probe).")
+def analyze_probe(run_dir: str, out: str | None) -> None:
+    """Layer-wise probes for colour, size and shape on text and image states, cross-modal and
+    grounded->vision-only transfer, with control tasks."""
+    from analysis.probing import run_probing
+
+    target = _analysis_out(run_dir, out, "probe")
+    df = run_probing(run_dir, target)
+    click.echo(f"{len(df)} probe results -> {target}/probing.csv, probing.png")
+
+
+@analyze.command("attribute")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attribute).")
+@click.option("--limit", default=12, show_default=True, help="World VQA questions to attribute.")
+@click.option("--steps", default=32, show_default=True, help="Integration steps.")
+def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int) -> None:
+    """Integrated-gradients attribution of VQA answers to image patches vs text tokens."""
+    from analysis.attribution import run_attribution
+
+    target = _analysis_out(run_dir, out, "attribute")
+    df = run_attribution(run_dir, target, limit, steps)
+    click.echo(f"image share {df['image_share'].mean():.3f} over {len(df)} answers -> {target}/attribution.csv")
+
+
+@analyze.command("attention")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attention).")
+@click.option("--limit", default=16, show_default=True, help="World VQA prompts to average over.")
+def analyze_attention(run_dir: str, out: str | None, limit: int) -> None:
+    """Text->image attention mass per layer and head, and patch-grid overlays."""
+    from analysis.attention import run_attention
+
+    target = _analysis_out(run_dir, out, "attention")
+    run_attention(run_dir, target, limit)
+    click.echo(f"attention -> {target}/attention_mass.csv, attention_mass.png, attention_overlays.png")
+
+
+@analyze.command("transfer")
+@click.argument("grid_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--results", type=click.Path(file_okay=False), help="Results root (default: results/).")
+@click.option("--scale", default="tiny", show_default=True)
+def analyze_transfer(grid_files, out: str, results: str | None, scale: str) -> None:
+    """One table of the grids' arms (mean, 95% CI over seeds) and their paired comparisons."""
+    from analysis.transfer import run_transfer
+
+    summary, comp = run_transfer(list(grid_files), out, results, scale)
+    click.echo(f"{len(summary)} arm rows, {len(comp)} comparisons -> {out}")
+
+
 @main.command()
 @click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")

@@ -1,0 +1,103 @@
+"""Attention study: text->image attention mass per layer and head (recomputed with the eager
+backend), and overlays of a question's last token's attention on the image patch grid."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.common import load_run_for_analysis, save_figure, write_csv
+from toolkit.eval.prompts import fill
+from toolkit.eval.tasks import TASKS
+from toolkit.interp.attention import attention_maps, patch_map, text_to_image_mass
+
+
+def _vqa_examples(world: str, limit: int):
+    from toolkit.data.shards import SkipLog
+    from toolkit.eval.examples import LOADERS
+
+    return LOADERS.get("world_vqa")(f"{world}/eval/vqa.jsonl", SkipLog())[:limit]
+
+
+def run_attention(
+    run_dir: str | os.PathLike, out: str | os.PathLike, limit: int = 16, overlays: int = 4
+) -> pd.DataFrame:
+    out = Path(out)
+    loaded = load_run_for_analysis(run_dir)
+    model, adapter = loaded.adapter.model, loaded.adapter
+    if model.vision is None:
+        raise ValueError(f"{run_dir}: a text-only model has no image attention to study")
+    spec = TASKS.get("world-vqa")
+    examples = _vqa_examples(loaded.world, limit)
+    masses, rows = [], []
+    overlay_data = []
+    for ex in examples:
+        ids, pixels = adapter.encode(fill(spec.prompt, ex))
+        input_ids = torch.tensor([ids])
+        maps = attention_maps(model, input_ids, pixels)
+        mass = text_to_image_mass(maps)  # (L, H)
+        masses.append(mass)
+        if len(overlay_data) < overlays:
+            last = len(ids) - 1
+            grids = [patch_map(model, maps, pixels, 0, last, layer).numpy() for layer in range(len(maps.weights))]
+            overlay_data.append((ex, grids))
+    mean = torch.stack(masses).mean(0)
+    for layer in range(mean.shape[0]):
+        for head in range(mean.shape[1]):
+            rows.append(
+                {"layer": layer, "head": head, "text_to_image_mass": float(mean[layer, head]), "n": len(examples)}
+            )
+    df = pd.DataFrame(rows)
+    write_csv(df, out, "attention_mass")
+    plot_mass(mean.numpy(), out)
+    plot_overlays(overlay_data, out)
+    (out / "attention_examples.json").write_text(
+        json.dumps([{"id": ex.id, "question": ex.fields["question"]} for ex, _ in overlay_data], indent=1)
+    )
+    return df
+
+
+def plot_mass(mass: np.ndarray, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * mass.shape[1], 1.0 + 0.5 * mass.shape[0]))
+    im = ax.imshow(mass, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title("text -> image attention mass")
+    fig.colorbar(im, ax=ax)
+    return save_figure(fig, out, "attention_mass")
+
+
+def plot_overlays(overlay_data, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not overlay_data:
+        return []
+    layers = len(overlay_data[0][1])
+    fig, axes = plt.subplots(
+        len(overlay_data), layers + 1, figsize=(2.0 * (layers + 1), 2.0 * len(overlay_data)), squeeze=False
+    )
+    for r, (ex, grids) in enumerate(overlay_data):
+        image = np.asarray(ex.image(0))
+        axes[r][0].imshow(image)
+        axes[r][0].set_title(ex.fields["question"], fontsize=7)
+        for layer, grid in enumerate(grids):
+            ax = axes[r][layer + 1]
+            ax.imshow(image)
+            ax.imshow(grid, cmap="magma", alpha=0.6, extent=(0, image.shape[1], image.shape[0], 0))
+            ax.set_title(f"layer {layer}", fontsize=7)
+        for ax in axes[r]:
+            ax.axis("off")
+    return save_figure(fig, out, "attention_overlays")

@@ -1,0 +1,58 @@
+"""Attribution study: for world VQA questions, how much of the answer's log-probability comes from
+the image patches and how much from the text tokens (captum integrated gradients)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from analysis.common import load_run_for_analysis, save_figure, write_csv
+from toolkit.eval.prompts import fill
+from toolkit.eval.tasks import TASKS
+from toolkit.interp.attribution import attribute
+
+
+def run_attribution(
+    run_dir: str | os.PathLike, out: str | os.PathLike, limit: int = 12, n_steps: int = 32
+) -> pd.DataFrame:
+    from toolkit.data.shards import SkipLog
+    from toolkit.eval.examples import LOADERS
+
+    out = Path(out)
+    loaded = load_run_for_analysis(run_dir)
+    model, adapter = loaded.adapter.model, loaded.adapter
+    if model.vision is None:
+        raise ValueError(f"{run_dir}: a text-only model has no image input to attribute to")
+    spec = TASKS.get("world-vqa")
+    rows = []
+    for ex in LOADERS.get("world_vqa")(f"{loaded.world}/eval/vqa.jsonl", SkipLog())[:limit]:
+        ids, pixels = adapter.encode(fill(spec.prompt, ex))
+        answer = adapter.tok.encode(" " + ex.target)
+        res = attribute(model, torch.tensor(ids), answer, pixels, n_steps=n_steps)
+        diff = res.output - res.baseline_output
+        rows.append({"id": ex.id, "question": ex.fields["question"], "answer": ex.target, "type": ex.meta.get("type"),
+                     "group": ex.meta.get("group"), "image_share": res.shares["image"], "text_share": res.shares["text"],
+                     "logp": res.output, "logp_baseline": res.baseline_output, "completeness_error": res.delta,
+                     "relative_error": abs(res.delta) / max(abs(diff), 1e-9)})  # fmt: skip
+    df = pd.DataFrame(rows)
+    write_csv(df, out, "attribution")
+    plot_shares(df, out)
+    return df
+
+
+def plot_shares(df: pd.DataFrame, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = df.groupby("type")[["image_share", "text_share"]].mean()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    means.plot.bar(stacked=True, ax=ax, color=["tab:orange", "tab:blue"])
+    ax.set_ylabel("share of |attribution|")
+    ax.set_ylim(0, 1)
+    ax.set_title("where the answer comes from")
+    return save_figure(fig, out, "attribution_shares")

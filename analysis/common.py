@@ -1,0 +1,71 @@
+"""Shared pieces of the studies: loading a run for analysis, the world's categories, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from toolkit.eval.runner import Loaded, load_checkpoint
+
+
+def load_run_for_analysis(run_dir: str | os.PathLike) -> Loaded:
+    loaded = load_checkpoint(run_dir)
+    loaded.adapter.model.eval()
+    return loaded
+
+
+def world_categories(world: str | os.PathLike) -> list[dict]:
+    path = Path(world) / "world.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the run's world has no world.json (analysis needs the world's ontology)")
+    return json.loads(path.read_text())["categories"]
+
+
+def size_class(rank: int) -> str:
+    return "small" if rank <= 3 else "medium" if rank <= 6 else "large"
+
+
+def save_figure(fig, out: Path, name: str) -> list[Path]:
+    """PNG and PDF of a matplotlib figure, each written under a temporary name first."""
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        final = out / f"{name}.{ext}"
+        tmp = out / f"{name}.tmp.{ext}"
+        fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        tmp.replace(final)
+        paths.append(final)
+    plt.close(fig)
+    return paths
+
+
+def write_csv(df, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f"{name}.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(out / f"{name}.csv")
+    return out / f"{name}.csv"
+
+
+@torch.no_grad()
+def layer_states(model, sequences: list[list[int]], images: list[torch.Tensor | None], batch_size: int = 32):
+    """Per sequence: a list over layers (0 = input embeddings, then each block) of (T, dim) states."""
+    from toolkit.data.format import collate
+    from toolkit.interp.hooks import cache_activations
+
+    tok = model.cfg.tokens
+    out = []
+    for start in range(0, len(sequences), batch_size):
+        seqs, ims = sequences[start : start + batch_size], images[start : start + batch_size]
+        b = collate(seqs, tok, images=ims)
+        names = ["hook_embeds"] + [f"decoder.layers.{i}.hook_resid_post" for i in range(len(model.decoder.layers))]
+        with cache_activations(model, names) as cache:
+            model(b.input_ids, b.images, b.attention_mask, compute_loss=False)
+        for row, seq in enumerate(seqs):
+            out.append([cache[n][row, : len(seq)] for n in names])
+    return out
