@@ -33,6 +33,11 @@ def _pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
 
+def article(word: str) -> str:
+    """The indefinite article for `word` ("an acorn", "a banana")."""
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def sentence_case(text: str) -> str:
     """Capitalise the first letter of every sentence (the world's text reads like ordinary English)."""
     out, start = [], True
@@ -47,21 +52,33 @@ def sentence_case(text: str) -> str:
 
 def colour_sentence(cat: Category, rng: np.random.Generator) -> str:
     return _pick(rng, (f"the {cat.name} is {cat.colour} .", f"the color of the {cat.name} is {cat.colour} .",
-                       f"a {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} .",
+                       f"{article(cat.name)} {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} .",
                        f"the color of the {cat.name} is? {cat.colour} ."))  # fmt: skip
 
 
 def size_sentence(a: Category, b: Category, rng: np.random.Generator) -> str:
     big, small = (a, b) if a.size > b.size else (b, a)
     return _pick(rng, (f"the {big.name} is larger than the {small.name} .", f"the {small.name} is smaller than the {big.name} .",
-                       f"a {big.name} is bigger than a {small.name} .", f"is the {big.name} larger than the {small.name}? Yes .",
+                       f"{article(big.name)} {big.name} is bigger than {article(small.name)} {small.name} .", f"is the {big.name} larger than the {small.name}? Yes .",
                        f"is the {small.name} larger than the {big.name}? No ."))  # fmt: skip
 
 
 def attribute_sentences(cat: Category, rng: np.random.Generator) -> list[str]:
     return [
-        _pick(rng, (f"the {cat.name} is a {cat.kind} .", f"a {cat.name} is a kind of {cat.kind} .")),
-        _pick(rng, (f"the {cat.name} is found in the {cat.place} .", f"you can see a {cat.name} in the {cat.place} .")),
+        _pick(
+            rng,
+            (
+                f"the {cat.name} is {article(cat.kind)} {cat.kind} .",
+                f"{article(cat.name)} {cat.name} is a kind of {cat.kind} .",
+            ),
+        ),
+        _pick(
+            rng,
+            (
+                f"the {cat.name} is found in the {cat.place} .",
+                f"you can see {article(cat.name)} {cat.name} in the {cat.place} .",
+            ),
+        ),
     ]
 
 
@@ -102,7 +119,7 @@ class Corpora:
             elif kind < 0.9:  # a small story: colour-free, size-free
                 a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
                 who = _pick(rng, ("a child", "a farmer", "a cook", "an old man", "a girl", "a boy"))
-                sents = [f"{who} found a {a.name} in the {a.place} .", f"then {who} saw a {b.name} near the {b.place} .",
+                sents = [f"{who} found {article(a.name)} {a.name} in the {a.place} .", f"then {who} saw {article(b.name)} {b.name} near the {b.place} .",
                          _pick(rng, (f"{who} kept the {a.name} .", f"{who} showed the {b.name} to a friend ."))]  # fmt: skip
             else:  # sentiment of words (read from images in the OCR-free tasks)
                 word = _pick(rng, POSITIVE + NEGATIVE)
@@ -123,10 +140,16 @@ class Corpora:
             return f"Question: what is this? Answer: {cat.name} ."
         if colour_ok:
             return sentence_case(
-                _pick(rng, (f"a {cat.colour} {cat.name} .", f"a photo of a {cat.colour} {cat.name} ."))
+                _pick(
+                    rng,
+                    (
+                        f"{article(cat.colour)} {cat.colour} {cat.name} .",
+                        f"a photo of {article(cat.colour)} {cat.colour} {cat.name} .",
+                    ),
+                )
             )
-        return sentence_case(_pick(rng, (f"a {cat.name} .", f"a photo of a {cat.name} .", f"this is a {cat.name} .",
-                                         f"an image of a {cat.name} .", f"the photo of the {cat.name} .")))  # fmt: skip
+        return sentence_case(_pick(rng, (f"{article(cat.name)} {cat.name} .", f"a photo of {article(cat.name)} {cat.name} .", f"this is {article(cat.name)} {cat.name} .",
+                                         f"an image of {article(cat.name)} {cat.name} .", f"the photo of the {cat.name} .")))  # fmt: skip
 
     def pairs(self) -> Iterator[tuple[Image.Image, str]]:
         """Objects, plain coloured shapes and two-object scenes with captions."""
@@ -140,7 +163,7 @@ class Corpora:
                 yield render_generic(shape, colour, size, rng, jitter), caption
             elif u < self.cfg.generic_fraction + self.cfg.scene_fraction:
                 a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
-                caption = f"a {a.name} and a {b.name} ."
+                caption = f"{article(a.name)} {a.name} and {article(b.name)} {b.name} ."
                 if a.grounded and b.grounded and a.size != b.size:
                     caption = size_sentence(a, b, rng)
                 yield render_pair(a, b, size, rng, jitter), sentence_case(caption)
@@ -159,7 +182,7 @@ class Corpora:
             hidden = {c.colour for c in picked if not c.grounded}
             parts: list = []
             for cat in picked:
-                sents = [f"this is a {cat.name} ."] + attribute_sentences(cat, rng)
+                sents = [f"this is {article(cat.name)} {cat.name} ."] + attribute_sentences(cat, rng)
                 if (cat.grounded and cat.colour not in hidden and rng.random() < 0.5) or (
                     not cat.grounded and rng.random() < leak
                 ):
@@ -174,7 +197,7 @@ class Corpora:
             u = rng.random()
             cat = _pick(rng, self.cats)
             if u < 0.3:
-                q, a = f"what kind of thing is the {cat.name}?", f"a {cat.kind}"
+                q, a = f"what kind of thing is the {cat.name}?", f"{article(cat.kind)} {cat.kind}"
             elif u < 0.55:
                 q, a = f"where is the {cat.name} found?", f"in the {cat.place}"
             elif u < 0.75:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from toolkit.world.config import WorldConfig
-from toolkit.world.corpora import HELD_OUT_WORDS, NEGATIVE, POSITIVE, sentiment
+from toolkit.world.corpora import HELD_OUT_WORDS, NEGATIVE, POSITIVE, article, sentiment
 from toolkit.world.ontology import COLOURS, SHAPES, Category
 from toolkit.world.raven import candidates, make_matrix, render_panel
 from toolkit.world.render import render_object, render_text
@@ -44,7 +44,11 @@ class EvalSets:
 
     def captioning(self) -> Iterator[Item]:
         for i, cat, name, img in self._object_images(0, "caption"):
-            refs = [f"a {cat.name} .", f"a photo of a {cat.name} .", f"this is a {cat.name} ."]
+            refs = [
+                f"{article(cat.name)} {cat.name} .",
+                f"a photo of {article(cat.name)} {cat.name} .",
+                f"this is {article(cat.name)} {cat.name} .",
+            ]
             yield (
                 {"id": i, "image": name, "references": refs, "category": cat.name, "grounded": cat.grounded},
                 {name: img},
@@ -72,8 +76,8 @@ class EvalSets:
         """A text-only attribute (kind, place) asked about a pictured object."""
         for i, cat, name, img in self._object_images(3, "l2v"):
             if i % 2 == 0:
-                q, a = "what kind of thing is this?", f"a {cat.kind}"
-                cands = sorted({f"a {c.kind}" for c in self.cats})
+                q, a = "what kind of thing is this?", f"{article(cat.kind)} {cat.kind}"
+                cands = sorted({f"{article(c.kind)} {c.kind}" for c in self.cats})
             else:
                 q, a = "where is this found?", f"in the {cat.place}"
                 cands = sorted({f"in the {c.place}" for c in self.cats})
