@@ -72,6 +72,9 @@ def test_ontology_is_large_balanced_and_split_per_colour():
         group = [c for c in cats if c.colour == colour]
         assert any(c.grounded for c in group) and any(not c.grounded for c in group), colour
     assert build_ontology(127, 0.5, seed=1) != cats  # the split follows the world seed
+    # Nouns that spell a colour word would leak it through text: they are always text-grounded.
+    assert all(c.grounded for c in cats if any(col in c.name for col in COLOURS))
+    assert {c.name for c in cats if any(col in c.name for col in COLOURS)} >= {"blueberry", "bluebird"}
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the benchmark files are not available here")

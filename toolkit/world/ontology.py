@@ -96,10 +96,13 @@ def build_ontology(num_categories: int, vision_only_fraction: float, seed: int) 
     for c in COLOURS:
         group = [n for n in chosen if n.colour == c]
         shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[: len(group)]]
+        # A noun that spells a colour ("blueberry", "bluebird") states it in every sentence: never vision-only.
+        eligible = [i for i, n in enumerate(group) if not any(c in n.name for c in COLOURS)]
         n_vision = int(round(len(group) * vision_only_fraction))
         if 0 < vision_only_fraction < 1 and len(group) >= 2:
             n_vision = min(max(n_vision, 1), len(group) - 1)  # every colour has both kinds
-        vision = set(rng.permutation(len(group))[:n_vision].tolist())
+        n_vision = min(n_vision, len(eligible))
+        vision = {eligible[i] for i in rng.permutation(len(eligible))[:n_vision].tolist()}
         out += [
             Category(n.name, n.colour, n.size, n.kind, n.place, shape, grounded=i not in vision)
             for i, (n, shape) in enumerate(zip(group, shapes))
