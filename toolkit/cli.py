@@ -308,6 +308,26 @@ def analyze_transfer(grid_files, out: str, results: str | None, scale: str) -> N
     click.echo(f"{len(summary)} arm rows, {len(comp)} comparisons -> {out}")
 
 
+@main.group(cls=_Group)
+def paper() -> None:
+    """The paper's tables and figures, rebuilt from stored results."""
+
+
+@paper.command("build")
+@click.option(
+    "--results", default="results", show_default=True, type=click.Path(file_okay=False), help="Grid results root."
+)
+@click.option("--out", default="paper_figures/out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--grids", type=click.Path(file_okay=False), help="Grid files directory (default: experiments/paper).")
+@click.option("--scale", default="tiny", show_default=True)
+def paper_build(results: str, out: str, grids: str | None, scale: str) -> None:
+    """Write every table (Markdown + LaTeX) with the paper's rows next to ours; same results, same bytes."""
+    from paper_figures.build import build_all
+
+    paths = build_all(results, out, grids, scale, echo=click.echo)
+    click.echo(f"{len(paths)} files -> {out}")
+
+
 @main.command()
 @click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")

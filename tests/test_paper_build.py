@@ -1,0 +1,50 @@
+import yaml
+from click.testing import CliRunner
+from conftest import run_dict
+
+from paper_figures.common import paper_table
+from toolkit.cli import main
+
+
+def test_paper_build_puts_the_papers_rows_next_to_ours_and_is_deterministic(tmp_path, small_world):
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    (grids / "base.yaml").write_text(yaml.safe_dump(run_dict(small_world, steps=3)))
+    grid = {"question": "Does multimodal training help?", "base": "base.yaml", "seeds": [0, 1],
+            "zip": [{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+            "tasks": ["world-colour", "world-size"], "eval_limit": 16, "compare": [["name=mllm", "name=llm"]]}  # fmt: skip
+    (grids / "visual-commonsense.yaml").write_text(yaml.safe_dump(grid))
+    runner = CliRunner()
+    ran = runner.invoke(
+        main, ["grid", "run", str(grids / "visual-commonsense.yaml"), "--results", str(tmp_path / "res")]
+    )
+    assert ran.exit_code == 0, ran.output
+    outs = []
+    for name in ("a", "b"):
+        result = runner.invoke(
+            main,
+            [
+                "paper",
+                "build",
+                "--results",
+                str(tmp_path / "res"),
+                "--grids",
+                str(grids),
+                "--out",
+                str(tmp_path / name),
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert outs[0] == outs[1] and {"table16_visual_commonsense.md", "table16_visual_commonsense.tex"} <= outs[0].keys()
+    md = outs[0]["table16_visual_commonsense.md"].decode()
+    # The paper's numbers exactly as in the reference file.
+    for model, values in paper_table("table16")["rows"].items():
+        assert f"| {model} — paper, real benchmarks | " + " | ".join(f"{v:.1f}" for v in values) + " |" in md
+    assert "| Kosmos-1 − LLM — paper | +1.5 | +14.7 | +9.7 |" in md
+    # Ours: both arms with 2 seeds and the paired difference; provenance names the cells and seeds.
+    assert "MLLM — ours, tiny world, 2 seeds" in md and "LLM — ours, tiny world, 2 seeds" in md
+    assert "MLLM − LLM — ours (paired, 2 seeds)" in md and "p=" in md
+    assert "seeds: 0,1" in md and "cells: " in md
+    tex = outs[0]["table16_visual_commonsense.tex"].decode()
+    assert tex.count(r"\\") >= 7 and r"\begin{tabular}" in tex
