@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,8 +38,11 @@ class Context:
     out: Path  # where artifacts are written
     grids_dir: Path  # the grid files (experiments/paper)
     scale: str = "tiny"
+    loader: Callable[[str], Grid] | None = None  # overrides reading grids_dir (xmt reproduce's scaled grids)
 
     def grid(self, name: str) -> Grid | None:
+        if self.loader is not None:
+            return self.loader(name)
         path = self.grids_dir / f"{name}.yaml"
         return load_grid(path, self.scale) if path.is_file() else None
 

@@ -329,13 +329,12 @@ def paper_build(results: str, out: str, grids: str | None, scale: str) -> None:
 
 
 @main.command()
-@click.option("--scale", default="tiny", show_default=True, help="Model preset scale to run at.")
-@click.option("--out", default="runs/reproduce", show_default=True, help="Output directory.")
+@click.option("--scale", type=click.Choice(["smoke", "tiny"]), default="tiny", show_default=True,
+              help="Budget: smoke (seconds per cell, for CI) or tiny (a laptop CPU).")  # fmt: skip
+@click.option("--out", default="runs/reproduce", show_default=True, help="Output directory (a rerun continues it).")
 def reproduce(scale: str, out: str) -> None:
-    """The main job: world -> paper grids -> eval -> analysis -> paper tables.
-
-    Runs every stage the toolkit has so far and names the stages it does not have yet.
-    """
+    """The main job: model check -> world -> the paper's grids (train + eval) -> analysis -> paper tables,
+    then the artifacts and the headline transfer effects. Resumable: a rerun continues."""
     from toolkit.reproduce import run_reproduce
 
     ok = run_reproduce(scale=scale, out=out, echo=click.echo)

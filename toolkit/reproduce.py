@@ -1,41 +1,65 @@
-"""`xmt reproduce`: the main job as an ordered list of stages.
+"""`xmt reproduce`: the main job, stage by stage, resumable.
 
-Each stage is a function (scale, out_dir) -> one-line result; a stage the toolkit does not have yet
-is listed with the issue that adds it, and nothing is faked for it.
+model check -> world build -> the paper's grids (train + evaluate every cell) -> analysis of one
+multimodal run -> paper tables -> a summary of every artifact and the headline transfer effects.
+A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU).
+Every stage reuses what a previous, interrupted run finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-StageFn = Callable[[str, Path], str]
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def model_check(scale: str, out: Path) -> str:
+@dataclass(frozen=True)
+class Scale:
+    model: str  # model preset of the sanity check
+    world: str  # world preset
+    steps_factor: float  # multiplies every stage's steps (and warmup) of the paper grids
+    seeds: tuple[int, ...]
+    eval_limit: int | None
+    grids: tuple[str, ...]  # experiments/paper/<name>.yaml, in order
+    analysis_limit: int  # VQA prompts for the attention study
+    probe_attributes: tuple[str, ...]  # attributes probed layer by layer
+
+
+PAPER_GRIDS = ("visual-commonsense", "instruction-tuning")
+SCALES = {
+    "smoke": Scale("tiny", "tiny", 0.003, (0,), 8, PAPER_GRIDS, 2, ("colour",)),
+    "tiny": Scale("tiny", "tiny", 0.15, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape")),
+}
+
+
+def model_check(scale: Scale, out: Path) -> str:
     """Build the preset, run one forward/backward on an interleaved batch, record the summary."""
     from toolkit.data.format import IMAGE, build_sequence, collate
     from toolkit.model.build import build_model
     from toolkit.model.presets import preset_config
     from toolkit.model.summary import summarize_preset
 
-    summary = summarize_preset(scale)
-    cfg = preset_config(scale)
+    summary = summarize_preset(scale.model)
+    cfg = preset_config(scale.model)
+    model = build_model(cfg, seed=0)
     torch.manual_seed(0)
-    model = build_model(cfg)
     n, v = model.num_image_tokens, cfg.decoder.vocab_size
     text = torch.randint(7, v, (2, 24)).tolist()
     seqs = [build_sequence([IMAGE, text[0]], cfg.tokens, n), build_sequence([text[1]], cfg.tokens, n)]
     pixels = torch.randn(1, cfg.vision.channels, model.vision.image_size, model.vision.image_size)
     batch = collate(seqs, cfg.tokens, images=[pixels, None])
-    out_ = model(batch.input_ids, batch.images, batch.attention_mask)
-    out_.loss.backward()
+    loss = model(batch.input_ids, batch.images, batch.attention_mask).loss
+    loss.backward()
     grads_ok = all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
-    summary["init_loss"] = round(out_.loss.item(), 4)
+    summary["init_loss"] = round(loss.item(), 4)
     summary["uniform_loss"] = round(math.log(v), 4)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "model_summary.json.tmp"
@@ -43,52 +67,140 @@ def model_check(scale: str, out: Path) -> str:
     tmp.replace(out / "model_summary.json")
     if not grads_ok or not math.isfinite(summary["init_loss"]):
         raise RuntimeError("model check failed: non-finite loss or gradients")
-    return (
-        f"{summary['total_params']:,} parameters; initial loss {summary['init_loss']} "
-        f"(uniform would be {summary['uniform_loss']}); wrote {out / 'model_summary.json'}"
-    )
+    return (f"{summary['total_params']:,} parameters; initial loss {summary['init_loss']} "
+            f"(uniform would be {summary['uniform_loss']})")  # fmt: skip
 
 
-def world_stage(scale: str, out: Path) -> str:
-    """Build the world for this scale into OUT/world (kept and reused when already complete)."""
+def world_stage(scale: Scale, out: Path) -> str:
+    """Build the world into OUT/world (kept and reused when already complete)."""
     from toolkit.world.build import build_world
-    from toolkit.world.config import WORLD_PRESETS, world_config
+    from toolkit.world.config import world_config
 
     target = out / "world"
     if (target / "manifest.json").is_file():
         return f"reusing {target}"
-    preset = scale if scale in WORLD_PRESETS else "tiny"
-    result = build_world(world_config(preset), target, seed=0, progress=False, echo=lambda s: None)
+    result = build_world(world_config(scale.world), target, seed=0, progress=False, echo=lambda s: None)
     leaks = result["leakage"]["vision_only_total"]
-    return f"{preset} world in {result['seconds']:.1f} s, {len(result['manifest'])} files, {leaks} vision-only leaks -> {target}"
+    return (
+        f"{scale.world} world in {result['seconds']:.1f} s, {len(result['manifest'])} files, {leaks} vision-only leaks"
+    )
 
 
-# (stage name, implementation or None, what adds it)
-STAGES: list[tuple[str, StageFn | None, str]] = [
-    ("model check", model_check, ""),
-    ("world build", world_stage, ""),
-    ("train paper grids", None, "the training and grid issues"),
-    ("evaluate", None, "the evaluation issue"),
-    ("analyse", None, "the analysis issue"),
-    ("paper tables and figures", None, "the paper-artifacts issue"),
+def scaled_grid(name: str, scale: Scale, out: Path):
+    """A paper grid at this scale: the reproduce world, fewer steps, the scale's seeds and eval limit."""
+    from toolkit.grid.spec import load_grid
+    from toolkit.train.config import read_run_yaml
+
+    grid = load_grid(ROOT / "experiments" / "paper" / f"{name}.yaml")
+    base = read_run_yaml((grid.path.parent / grid.spec.base).resolve())
+    overrides = dict(grid.spec.overrides)
+    overrides["data.world"] = str(out / "world")
+    overrides["logging.progress"] = False
+    for i, stage in enumerate(base.get("stages", [])):
+        overrides[f"stages.{i}.steps"] = max(2, round(stage.get("steps", 1000) * scale.steps_factor))
+        overrides[f"stages.{i}.warmup"] = max(1, round(stage.get("warmup", 375) * scale.steps_factor))
+    overrides["checkpoint.every"] = 10_000
+    spec = dataclasses.replace(grid.spec, overrides=overrides, seeds=list(scale.seeds), eval_limit=scale.eval_limit)
+    return dataclasses.replace(grid, spec=spec)
+
+
+def grids_stage(scale: Scale, out: Path) -> str:
+    from toolkit.grid.run import run_grid
+
+    done = failed = 0
+    for name in scale.grids:
+        states = run_grid(scaled_grid(name, scale, out), out / "results", echo=lambda s: None)
+        done += sum(s == "done" for s in states.values())
+        failed += sum(s == "failed" for s in states.values())
+    if failed:
+        raise RuntimeError(
+            f"{failed} grid cells failed (see {out / 'results'}/*/*/status.json); rerun to retry them with --retry-failed"
+        )
+    return f"{done} cells trained and evaluated ({', '.join(scale.grids)})"
+
+
+def analysis_stage(scale: Scale, out: Path) -> str:
+    """Probing and attention on the first multimodal run of the visual-commonsense grid."""
+    from analysis.attention import run_attention
+    from analysis.probing import run_probing
+
+    grid = scaled_grid("visual-commonsense", scale, out)
+    cell = next(c for c in grid.cells() if c.config.model.vision.enabled)
+    run = out / "results" / grid.name / cell.id / "run"
+    run_probing(run, out / "analysis" / "probe", attributes=scale.probe_attributes)
+    run_attention(run, out / "analysis" / "attention", limit=scale.analysis_limit, overlays=2)
+    return f"probing and attention of cell {cell.id} -> {out / 'analysis'}"
+
+
+def paper_stage(scale: Scale, out: Path) -> str:
+    from paper_figures.build import build_all
+
+    paths = build_all(
+        out / "results", out / "paper", echo=lambda s: None, loader=lambda name: scaled_grid(name, scale, out)
+    )
+    return f"{len(paths)} files -> {out / 'paper'}"
+
+
+STAGES: list[tuple[str, Callable[[Scale, Path], str]]] = [
+    ("model check", model_check),
+    ("world build", world_stage),
+    ("paper grids (train + eval)", grids_stage),
+    ("analysis", analysis_stage),
+    ("paper tables", paper_stage),
 ]
 
 
-def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> bool:
-    """Run every available stage in order; report missing ones. True when all available stages passed."""
-    out_dir = Path(out)
-    ok = True
-    missing = []
-    for i, (name, fn, added_by) in enumerate(STAGES, 1):
-        if fn is None:
-            missing.append(name)
-            echo(f"[{i}/{len(STAGES)}] {name}: not available yet (added by {added_by})")
+def headline(scale: Scale, out: Path) -> list[str]:
+    """The paired comparisons of the visual-commonsense and instruction-tuning grids."""
+    from toolkit.grid.results import collect, compare_arms
+    from toolkit.grid.spec import select_arm
+
+    lines = []
+    for name, evals in (("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
+                        ("instruction-tuning", [("world-vqa", None), ("world-raven", None)])):  # fmt: skip
+        grid = scaled_grid(name, scale, out)
+        if collect(grid, out / "results").empty:
             continue
+        cells = grid.cells()
+        for a_sel, b_sel in grid.spec.compare:
+            for ev, group in evals:
+                try:
+                    comp = compare_arms(
+                        grid, select_arm(cells, a_sel), select_arm(cells, b_sel), ev, group, out / "results"
+                    )
+                except (ValueError, FileNotFoundError):
+                    continue
+                lines.append(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
+    return lines
+
+
+def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> bool:
+    """Run every stage in order; returns True when all passed. Prints the time of each stage."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
+    s, out_dir = SCALES[scale], Path(out)
+    ok, times = True, []
+    for i, (name, fn) in enumerate(STAGES, 1):
+        start = time.perf_counter()
         try:
-            echo(f"[{i}/{len(STAGES)}] {name}: {fn(scale, out_dir)}")
-        except Exception as err:  # a failed stage is reported; later stages still get listed
+            message = fn(s, out_dir)
+        except Exception as err:  # a failed stage is reported; later stages would read its missing output
             ok = False
             echo(f"[{i}/{len(STAGES)}] {name}: FAILED: {err}")
-    if missing:
-        echo(f"not reproduced yet: {', '.join(missing)}; no results were produced for them")
+            break
+        times.append((name, time.perf_counter() - start))
+        echo(f"[{i}/{len(STAGES)}] {name} ({times[-1][1]:.0f} s): {message}")
+    echo(
+        "time by stage: " + ", ".join(f"{n} {t:.0f} s" for n, t in times) + f"; total {sum(t for _, t in times):.0f} s"
+    )
+    if ok:
+        artifacts = sorted(
+            p for p in out_dir.rglob("*") if p.is_file() and p.parent.name in ("paper", "probe", "attention")
+        )
+        echo("artifacts:\n" + "\n".join(f"  {p}" for p in artifacts))
+        effects = headline(s, out_dir)
+        echo("headline effects (paired bootstrap over seeds and examples):\n" + "\n".join(f"  {e}" for e in effects))
+        echo(
+            "not reproduced yet: the remaining paper tables and figures (few-shot curves, probing by layer, training curves)"
+        )
     return ok

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from toolkit.grid.spec import Cell, Grid, load_grid
+from toolkit.grid.spec import Cell, Grid
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 
@@ -39,14 +39,27 @@ def _write_status(cell_dir: Path, status: dict) -> None:
     tmp.replace(cell_dir / "status.json")
 
 
-def run_cell(grid_path: str, scale: str, cell_id: str, results: str, threads: int = 0) -> dict:
-    """Train and evaluate one cell (a top-level function, so pools and submitit can pickle it)."""
+@dataclasses.dataclass
+class CellJob:
+    """Everything one cell needs, as plain data (a pool or submitit pickles it to the worker)."""
+
+    cell: Cell
+    cell_dir: str
+    tasks: list[str]
+    shots: list[int]
+    trials: int
+    eval_limit: int | None
+    ablations: list[str]
+    data: dict[str, str]
+    threads: int = 0
+
+
+def run_cell(job: CellJob) -> dict:
+    """Train and evaluate one cell; a half-finished run resumes from its checkpoint."""
     from toolkit.eval.runner import evaluate
     from toolkit.train.loop import load_run, run_training
 
-    grid = load_grid(grid_path, scale)
-    cell = next(c for c in grid.cells() if c.id == cell_id)
-    cell_dir = Path(results) / cell.id
+    cell, cell_dir = job.cell, Path(job.cell_dir)
     status = {"state": "running", "cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
               "overrides": cell.overrides, "started": time.time(), "pid": os.getpid()}  # fmt: skip
     _write_status(cell_dir, status)
@@ -54,15 +67,14 @@ def run_cell(grid_path: str, scale: str, cell_id: str, results: str, threads: in
     try:
         cfg = cell.config
         cfg = dataclasses.replace(
-            cfg, threads=threads or cfg.threads, logging=dataclasses.replace(cfg.logging, progress=False)
+            cfg, threads=job.threads or cfg.threads, logging=dataclasses.replace(cfg.logging, progress=False)
         )
         if (run / "config.yaml").is_file():
             run_training(load_run(run), run, resume=True)
         else:
             run_training(cfg, run)
-        spec, tasks = grid.spec, grid.eval_tasks()
-        if tasks:
-            evaluate(run, tasks, spec.shots, spec.trials, spec.eval_limit, spec.ablations, data=grid.data,
+        if job.tasks:
+            evaluate(run, job.tasks, job.shots, job.trials, job.eval_limit, job.ablations, data=job.data,
                      out=run / "eval", echo=lambda s: None)  # fmt: skip
         status.update(state="done", finished=time.time())
     except Exception:
@@ -88,16 +100,18 @@ def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1
         else:
             todo.append(cell)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    args = [(str(grid.path.resolve()), grid.scale, c.id, str(out.resolve()), threads if jobs > 1 else 0) for c in todo]
+    spec, tasks = grid.spec, grid.eval_tasks()
+    args = [CellJob(c, str((out / c.id).resolve()), tasks, list(spec.shots), spec.trials, spec.eval_limit,
+                    list(spec.ablations), grid.data, threads if jobs > 1 else 0) for c in todo]  # fmt: skip
     states: dict[str, str] = {}
     if executor == "local" and jobs <= 1:
         for a, cell in zip(args, todo):
-            states[cell.id] = run_cell(*a)["state"]
+            states[cell.id] = run_cell(a)["state"]
             echo(f"{cell.id} {cell.label} seed={cell.seed}: {states[cell.id]}")
     elif executor == "local":
         # spawn, not fork: a forked torch process can deadlock in its thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for cell, status in zip(todo, pool.map(run_cell, *zip(*args))):
+            for cell, status in zip(todo, pool.map(run_cell, args)):
                 states[cell.id] = status["state"]
                 echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
     else:
@@ -110,7 +124,7 @@ def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1
         else:
             ex = submitit.LocalExecutor(folder=str(folder))
             ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60))
-        jobs_ = [ex.submit(run_cell, *a) for a in args]
+        jobs_ = [ex.submit(run_cell, a) for a in args]
         for cell, job in zip(todo, jobs_):
             status = job.result()
             states[cell.id] = status["state"]
