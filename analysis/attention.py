@@ -11,17 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.common import load_run_for_analysis, save_figure, write_csv
+from analysis.common import load_run_for_analysis, save_figure, world_vqa_examples, write_csv
 from toolkit.eval.prompts import fill
 from toolkit.eval.tasks import TASKS
 from toolkit.interp.attention import attention_maps, patch_map, text_to_image_mass
-
-
-def _vqa_examples(world: str, limit: int):
-    from toolkit.data.shards import SkipLog
-    from toolkit.eval.examples import LOADERS
-
-    return LOADERS.get("world_vqa")(f"{world}/eval/vqa.jsonl", SkipLog())[:limit]
 
 
 def run_attention(
@@ -33,7 +26,7 @@ def run_attention(
     if model.vision is None:
         raise ValueError(f"{run_dir}: a text-only model has no image attention to study")
     spec = TASKS.get("world-vqa")
-    examples = _vqa_examples(loaded.world, limit)
+    examples = world_vqa_examples(loaded.world, limit)
     masses, rows = [], []
     overlay_data = []
     for ex in examples:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.common import load_run_for_analysis, save_figure, write_csv
+from analysis.common import load_run_for_analysis, save_figure, world_vqa_examples, write_csv
 from toolkit.eval.prompts import fill
 from toolkit.eval.tasks import TASKS
 from toolkit.interp.attribution import attribute
@@ -18,9 +18,6 @@ from toolkit.interp.attribution import attribute
 def run_attribution(
     run_dir: str | os.PathLike, out: str | os.PathLike, limit: int = 12, n_steps: int = 32
 ) -> pd.DataFrame:
-    from toolkit.data.shards import SkipLog
-    from toolkit.eval.examples import LOADERS
-
     out = Path(out)
     loaded = load_run_for_analysis(run_dir)
     model, adapter = loaded.adapter.model, loaded.adapter
@@ -28,7 +25,7 @@ def run_attribution(
         raise ValueError(f"{run_dir}: a text-only model has no image input to attribute to")
     spec = TASKS.get("world-vqa")
     rows = []
-    for ex in LOADERS.get("world_vqa")(f"{loaded.world}/eval/vqa.jsonl", SkipLog())[:limit]:
+    for ex in world_vqa_examples(loaded.world, limit):
         ids, pixels = adapter.encode(fill(spec.prompt, ex))
         answer = adapter.tok.encode(" " + ex.target)
         res = attribute(model, torch.tensor(ids), answer, pixels, n_steps=n_steps)

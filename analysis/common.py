@@ -69,3 +69,11 @@ def layer_states(model, sequences: list[list[int]], images: list[torch.Tensor | 
         for row, seq in enumerate(seqs):
             out.append([cache[n][row, : len(seq)] for n in names])
     return out
+
+
+def world_vqa_examples(world: str | os.PathLike, limit: int):
+    """The first `limit` world VQA questions (the probe set of the attention and attribution studies)."""
+    from toolkit.data.shards import SkipLog
+    from toolkit.eval.examples import LOADERS
+
+    return LOADERS.get("world_vqa")(f"{world}/eval/vqa.jsonl", SkipLog())[:limit]

@@ -12,6 +12,7 @@ from paper_figures.common import (
     summary_of,
     write_table,
 )
+from toolkit.grid.spec import select_arm
 
 GRID = "instruction-tuning"
 ON, OFF = "name=instruct", "name=no-instruct"
@@ -39,9 +40,7 @@ def build(ctx: Context):
                 ["–"] * len(OURS))  # fmt: skip
     if grid is not None and not df.empty:
         cells = grid.cells()
-        label = {
-            sel: next((c.label for c in cells if f"name={c.overrides.get('name')}" == sel), sel) for sel in (ON, OFF)
-        }
+        label = {sel: select_arm(cells, sel) for sel in (ON, OFF)}
         n = df["seed"].nunique()
         for sel, name in ((ON, "with instruction tuning"), (OFF, "without")):
             rows.append([f"{name} — ours, {grid.scale} world, {n} seeds"] + ["–"] * 5 +

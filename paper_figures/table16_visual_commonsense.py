@@ -13,6 +13,7 @@ from paper_figures.common import (
     summary_of,
     write_table,
 )
+from toolkit.grid.spec import select_arm
 
 GRID = "visual-commonsense"
 MLLM, LLM = "name=mllm", "name=llm"
@@ -32,9 +33,7 @@ def build(ctx: Context):
     rows.append(["Kosmos-1 − LLM — paper"] + [f"{g:+.1f}" for g in gains] + ["–", "–", "–"])
     if grid is not None and not df.empty:
         cells = grid.cells()
-        labels = {
-            sel: next((c.label for c in cells if f"name={c.overrides.get('name')}" == sel), sel) for sel in (MLLM, LLM)
-        }
+        labels = {sel: select_arm(cells, sel) for sel in (MLLM, LLM)}
         n = df["seed"].nunique()
         for sel, name in ((MLLM, "MLLM"), (LLM, "LLM")):
             lab = labels[sel]
