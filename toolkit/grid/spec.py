@@ -74,8 +74,12 @@ class Cell:
 
     @property
     def label(self) -> str:
-        """The arm in words: its axis values (without the seed)."""
-        return ", ".join(f"{k}={v}" for k, v in self.overrides.items() if k != "seed") or "base"
+        """The arm in words: its axis values without the seed; a list or mapping value shows as a short hash."""
+
+        def show(v: Any) -> str:
+            return str(v) if not isinstance(v, (list, dict)) else f"<{type(v).__name__} {_hash(v)[:6]}>"
+
+        return ", ".join(f"{k}={show(v)}" for k, v in self.overrides.items() if k != "seed") or "base"
 
 
 def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
