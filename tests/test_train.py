@@ -242,3 +242,39 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step(small_world, tmp_path)
     last = metrics(tmp_path / "r")[-1]["step"]
     saved = sorted((tmp_path / "r" / "checkpoints").iterdir())
     assert saved[-1].name == f"step-{last:07d}" and f"interrupted after step {last}" in err
+
+
+def test_token_weighted_loss_is_one_mean_over_all_streams(small_world, tmp_path):
+    import torch
+
+    from toolkit.data.images import ImageTransform
+    from toolkit.data.mixture import Mixture
+    from toolkit.data.tokenizer import load_tokenizer
+    from toolkit.model import build_model
+    from toolkit.train.loop import resolve_model
+
+    cfg = run_config_from_dict(run_dict(small_world, steps=1, optim={"loss_weighting": "tokens", "grad_clip": 0.0}))
+    tok = load_tokenizer(small_world)
+    cfg = resolve_model(cfg, tok)
+    model = build_model(cfg.model, seed=0)
+    mix = Mixture(cfg.stage_streams(0), tok, model.num_image_tokens, cfg.data.max_len, ImageTransform(32), seed=0)
+    batches = mix.next_batch()
+    nll, count = 0.0, 0
+    for b in batches.values():
+        out = model(b.input_ids, b.images, b.attention_mask, b.loss_mask)
+        nll = nll + out.loss * out.num_loss_tokens
+        count = count + out.num_loss_tokens
+    (nll / count).backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    run_training(cfg, tmp_path / "r")  # one step from the same init on the same batches
+    from safetensors.torch import load_file
+
+    after = load_file(tmp_path / "r" / "checkpoints" / "step-0000001" / "model.safetensors")
+    fresh = build_model(cfg.model, seed=0)
+    # With AdamW's first step, every weight moves by lr * sign-like(grad): compare directions.
+    moved = {n: after[n] - p.detach() for n, p in fresh.named_parameters() if n in expected}
+    agree = [
+        torch.sign(moved[n][expected[n].abs() > 1e-6]) == -torch.sign(expected[n][expected[n].abs() > 1e-6])
+        for n in expected
+    ]
+    assert float(torch.cat([a.flatten() for a in agree]).float().mean()) > 0.99

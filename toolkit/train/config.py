@@ -39,6 +39,11 @@ class OptimConfig:
     weight_decay: float = 0.01  # not applied to biases and norm weights
     grad_clip: float = 2.0  # max global grad norm (0 = off; Kosmos-2's script uses 2.0)
     grad_accum: int = 1  # micro-batches per optimizer step
+    loss_weighting: str = "streams"  # streams: sum of per-stream token means | tokens: one mean over all tokens
+
+    def __post_init__(self) -> None:
+        if self.loss_weighting not in ("streams", "tokens"):
+            raise ConfigError(f"optim.loss_weighting: unknown value '{self.loss_weighting}'; valid: streams, tokens")
 
 
 @dataclass

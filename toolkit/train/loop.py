@@ -293,8 +293,10 @@ def _save(run_dir: Path, model, optimizer, state: dict, cfg: RunConfig, info: Di
 def _train_step(
     net, model, mixture, optimizer, cfg: RunConfig, info: DistInfo, autocast, step: int, last_saved
 ) -> dict:
-    """One optimizer step over `grad_accum` micro-batches; each stream's loss is the mean over all of
-    its target tokens on all processes, and the step's loss is the sum over streams."""
+    """One optimizer step over `grad_accum` micro-batches. With `optim.loss_weighting: streams` each
+    stream's loss is the mean over its target tokens (on all processes) and the step minimises their
+    sum; with `tokens` it minimises one mean over every target token of the step. Logged per-stream
+    losses are token means either way."""
     optimizer.zero_grad(set_to_none=True)
     accum = cfg.optim.grad_accum
     sums: dict[str, torch.Tensor] = {}
@@ -304,6 +306,12 @@ def _train_step(
     for micro in range(accum):
         batches = mixture.next_batch()
         names = list(batches)
+        step_tokens = None
+        if cfg.optim.loss_weighting == "tokens":  # one mean over every target token of the micro-batch
+            local = sum(model.loss_targets(b.input_ids, b.attention_mask, b.loss_mask).sum() for b in batches.values())
+            step_tokens = all_reduce_sum(torch.as_tensor(local, dtype=torch.float32, device=info.device), info).clamp(
+                min=1
+            )
         for i, name in enumerate(names):
             b = batches[name]
             last = micro == accum - 1 and i == len(names) - 1
@@ -316,7 +324,11 @@ def _train_step(
                         b.attention_mask.to(info.device),
                         None if b.loss_mask is None else b.loss_mask.to(info.device),
                     )
-                count = all_reduce_sum(out.num_loss_tokens.detach().float(), info).clamp(min=1)
+                count = (
+                    step_tokens
+                    if step_tokens is not None
+                    else all_reduce_sum(out.num_loss_tokens.detach().float(), info).clamp(min=1)
+                )
                 total = out.loss.float() * out.num_loss_tokens  # this process's summed NLL
                 loss = total / count * info.world_size / accum  # DDP averages gradients over processes
                 if step == cfg.faults.nan_at_step:
