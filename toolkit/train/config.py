@@ -39,7 +39,10 @@ class OptimConfig:
     weight_decay: float = 0.01  # not applied to biases and norm weights
     grad_clip: float = 2.0  # max global grad norm (0 = off; Kosmos-2's script uses 2.0)
     grad_accum: int = 1  # micro-batches per optimizer step
-    loss_weighting: str = "streams"  # streams: sum of per-stream token means | tokens: one mean over all tokens
+    # tokens: one mean over every target token of the step (one loss over the whole mixed batch) |
+    # streams: the sum of per-stream token means. On the tiny world, summing stream means left the
+    # MLLM's text loss at 0.62 after 1500 steps against 0.30 for the LLM arm; one token mean gave 0.30.
+    loss_weighting: str = "tokens"
 
     def __post_init__(self) -> None:
         if self.loss_weighting not in ("streams", "tokens"):

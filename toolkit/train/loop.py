@@ -293,10 +293,10 @@ def _save(run_dir: Path, model, optimizer, state: dict, cfg: RunConfig, info: Di
 def _train_step(
     net, model, mixture, optimizer, cfg: RunConfig, info: DistInfo, autocast, step: int, last_saved
 ) -> dict:
-    """One optimizer step over `grad_accum` micro-batches. With `optim.loss_weighting: streams` each
-    stream's loss is the mean over its target tokens (on all processes) and the step minimises their
-    sum; with `tokens` it minimises one mean over every target token of the step. Logged per-stream
-    losses are token means either way."""
+    """One optimizer step over `grad_accum` micro-batches. With `optim.loss_weighting: tokens` the step
+    minimises one mean over every target token (all streams, all processes); with `streams` each
+    stream's loss is its own token mean and the step minimises their sum. The logged per-stream
+    losses are token means either way, and `loss` is their sum."""
     optimizer.zero_grad(set_to_none=True)
     accum = cfg.optim.grad_accum
     sums: dict[str, torch.Tensor] = {}
