@@ -136,3 +136,19 @@ def test_evaluation_during_training_writes_results_per_step(small_world, tmp_pat
         for d in ("r", "plain")
     ]
     assert losses[0] == losses[1]
+
+
+def test_a_text_only_model_skips_tasks_that_show_images(small_world, tmp_path):
+    from conftest import TINY_MODEL, run_dict
+
+    from toolkit.eval.runner import evaluate
+    from toolkit.train.config import run_config_from_dict
+    from toolkit.train.loop import run_training
+
+    data = run_dict(small_world, steps=1, model={**TINY_MODEL, "vision": {"kind": "none"}})
+    run_training(run_config_from_dict(data), tmp_path / "llm")
+    lines = []
+    records = evaluate(tmp_path / "llm", ["world-vqa", "world-raven", "world-colour"], limit=5, echo=lines.append)
+    assert [r["task"] for r in records] == ["world-colour"]
+    assert sum("skipped, the model has no vision tower" in line for line in lines) == 2
+    assert not (tmp_path / "llm" / "eval" / "world-vqa.json").exists()

@@ -226,6 +226,9 @@ def evaluate(
             source = source.replace("{world}", loaded.world)
         skips = SkipLog()
         examples = LOADERS.get(spec.loader)(source, skips)[:limit]
+        if loaded.adapter.transform is None and (spec.builder == "raven" or any(ex.images for ex in examples)):
+            echo(f"{spec.name}: skipped, the model has no vision tower and the task shows images")
+            continue
         for k in shots:
             if k > 0 and not spec.few_shot:
                 continue
