@@ -32,7 +32,10 @@ def run_transfer(
             for (ev, group), sub in df.groupby(["eval", "group"]):
                 if sub["metric"].iloc[0] == "roc_auc":
                     continue
-                c = compare_arms(grid, a, b, ev, None if group == "all" else group, results)
+                try:
+                    c = compare_arms(grid, a, b, ev, None if group == "all" else group, results)
+                except ValueError:  # one arm has no results for this task (an image task of a text-only arm)
+                    continue
                 comparisons.append({"grid": grid.name, "a": a_sel, "b": b_sel, "eval": ev, "group": group, "effect": c.effect,
                                     "ci_lo": c.ci95[0], "ci_hi": c.ci95[1], "p_value": c.p_value, "effect_size": c.effect_size,
                                     "seeds": c.n_seeds, "examples": c.n_examples})  # fmt: skip

@@ -242,7 +242,11 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
                 continue  # no per-example scores to pair
             groups = [None] + sorted(g for g in df[(df["eval"] == ev) & (df["group"] != "all")]["group"].unique())
             for group in groups:
-                comp = compare_arms(g, a, b, ev, group, results)
+                try:
+                    comp = compare_arms(g, a, b, ev, group, results)
+                except ValueError as err:  # one arm has no results for this task
+                    click.echo(f"{a_sel} vs {b_sel} on {ev}: not compared ({err})")
+                    break
                 click.echo(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
 
 

@@ -50,6 +50,10 @@ def example_scores(
 ):
     """Per-example scores of one cell's eval cell (trial-averaged), keyed by example id."""
     path = results_dir(grid, results) / cell_id / "run" / "eval" / f"{eval_cell}.samples.jsonl"
+    if not path.is_file():
+        raise ValueError(
+            f"cell {cell_id} has no results for {eval_cell} (e.g. an image task skipped by a text-only arm)"
+        )
     scores: dict[str, list[float]] = {}
     for line in path.read_text().splitlines():
         s = json.loads(line)
