@@ -52,9 +52,10 @@ class DocRecord:
     where: str
 
 
-def _jsonl(path: Path, skips: SkipLog) -> Iterator[tuple[int, dict]]:
+def read_jsonl_objects(path: Path, skips: SkipLog, what: str = "jsonl file") -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each JSON-object line; malformed lines are skipped and counted."""
     if not path.is_file():
-        raise FileNotFoundError(f"jsonl file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -71,7 +72,7 @@ def _jsonl(path: Path, skips: SkipLog) -> Iterator[tuple[int, dict]]:
 
 
 def read_text(path: str | os.PathLike, skips: SkipLog) -> Iterator[TextRecord]:
-    for line_no, obj in _jsonl(Path(path), skips):
+    for line_no, obj in read_jsonl_objects(Path(path), skips):
         if not isinstance(obj.get("text"), str):
             skips.skip("text record without a 'text' string", f"{path}:{line_no}")
             continue
@@ -79,7 +80,7 @@ def read_text(path: str | os.PathLike, skips: SkipLog) -> Iterator[TextRecord]:
 
 
 def read_instructions(path: str | os.PathLike, skips: SkipLog) -> Iterator[InstructionRecord]:
-    for line_no, obj in _jsonl(Path(path), skips):
+    for line_no, obj in read_jsonl_objects(Path(path), skips):
         if not all(isinstance(obj.get(k, ""), str) for k in ("instruction", "input", "output")) or "output" not in obj:
             skips.skip("instruction record without string instruction/input/output", f"{path}:{line_no}")
             continue

@@ -7,7 +7,6 @@ loader and source path. Malformed records are skipped and counted; nothing valid
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from toolkit.data.records import read_jsonl_objects
 from toolkit.data.shards import SkipLog
 from toolkit.registry import Registry
 
@@ -38,22 +38,13 @@ LOADERS: Registry[Callable[..., list[Example]]] = Registry("dataset loader")
 
 
 def read_jsonl(path: Path, skips: SkipLog, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"eval data not found: {path}")
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                skips.skip("malformed json line", f"{path}:{line_no}")
-                continue
-            missing = [k for k in required if k not in row]
-            if missing:
-                skips.skip(f"record without {', '.join(missing)}", f"{path}:{line_no}")
-                continue
-            yield line_no, row
+    """Records of an eval jsonl that have every `required` field; the others are skipped and counted."""
+    for line_no, row in read_jsonl_objects(path, skips, "eval data"):
+        missing = [k for k in required if k not in row]
+        if missing:
+            skips.skip(f"record without {', '.join(missing)}", f"{path}:{line_no}")
+            continue
+        yield line_no, row
 
 
 def _world(
