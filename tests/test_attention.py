@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from toolkit.model.attention import BACKENDS, AttentionMask, attend, resolve_backend
+from toolkit.model.attention import BACKENDS, AttentionMask, attend, resolve_backend, xformers_available
 from toolkit.registry import UnknownNameError
 
 
@@ -74,6 +74,7 @@ def test_xformers_without_cuda_fails_clearly():
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not xformers_available(), reason="xformers has no working CUDA kernels for this torch build")
 @pytest.mark.parametrize("pad", [False, True])
 @pytest.mark.parametrize("q_len", [64, 1])
 def test_xformers_matches_sdpa_bf16(pad, q_len):

@@ -35,6 +35,7 @@ class AttentionMask:
     k_len: int
     causal: bool = True
     key_valid: Tensor | None = None  # (B, Tk) bool
+    device: torch.device | None = None  # where `dense` is built when there is no key_valid (default: CPU)
 
     @property
     def is_trivial(self) -> bool:
@@ -51,7 +52,7 @@ class AttentionMask:
         """(B or 1, 1, Tq, Tk) bool, True = may attend; None when nothing is masked."""
         if self.is_trivial:
             return None
-        device = self.key_valid.device if self.key_valid is not None else None
+        device = self.key_valid.device if self.key_valid is not None else self.device
         q_pos = torch.arange(self.k_len - self.q_len, self.k_len, device=device)[:, None]  # (Tq, 1)
         k_pos = torch.arange(self.k_len, device=device)[None, :]  # (1, Tk)
         allowed = k_pos <= q_pos if self.causal else torch.ones_like(k_pos == q_pos)
@@ -60,12 +61,18 @@ class AttentionMask:
             allowed = allowed & (self.key_valid[:, None, None, :] | (k_pos == q_pos))
         return allowed
 
+    def dense_on(self, device: torch.device) -> Tensor | None:
+        """`dense` on `device` (a copy only when the mask was built elsewhere)."""
+        dense = self.dense
+        return dense if dense is None or dense.device == device else dense.to(device)
+
 
 @BACKENDS.register("eager")
 def eager_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout_p: float = 0.0):
     scores = torch.matmul(q, k.transpose(-1, -2))  # (B, H, Tq, Tk)
-    if mask.dense is not None:
-        scores = scores.masked_fill(~mask.dense, float("-inf"))
+    dense = mask.dense_on(q.device)
+    if dense is not None:
+        scores = scores.masked_fill(~dense, float("-inf"))
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     probs = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
     return torch.matmul(probs, v), weights
@@ -76,22 +83,22 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout
     if mask.is_plain_causal:
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=1.0)
     else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, dropout_p=dropout_p, scale=1.0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense_on(q.device), dropout_p=dropout_p, scale=1.0)
     return out, None
 
 
 def _xformers_bias(mask: AttentionMask, q: Tensor, heads: int):
-    import xformers.ops as xops
+    from xformers.ops.fmha.attn_bias import LowerTriangularFromBottomRightMask
 
     if mask.is_trivial:
         return None
     if mask.causal and mask.key_valid is None:
-        return xops.LowerTriangularFromBottomRightMask()
+        return LowerTriangularFromBottomRightMask()
     # Additive bias (B, H, Tq, Tk); xformers wants the last dim's storage aligned to 8 elements.
     batch = mask.key_valid.shape[0]
     padded = (mask.k_len + 7) // 8 * 8
     bias = torch.zeros(batch, heads, mask.q_len, padded, dtype=q.dtype, device=q.device)[..., : mask.k_len]
-    bias.masked_fill_(~mask.dense, float("-inf"))
+    bias.masked_fill_(~mask.dense_on(q.device), float("-inf"))
     return bias
 
 
@@ -117,11 +124,15 @@ def xformers_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dro
 
 @functools.cache
 def xformers_available() -> bool:
+    """xformers imports and its CUDA kernels run here (a wheel built for another torch imports but has none)."""
     if not torch.cuda.is_available():
         return False
     try:
-        import xformers.ops  # noqa: F401
-    except Exception:  # any import failure (missing wheel, ABI mismatch) means "not available"
+        import xformers.ops as xops
+
+        q = torch.zeros(1, 8, 1, 64, device="cuda", dtype=torch.bfloat16)
+        xops.memory_efficient_attention(q, q, q)
+    except Exception:  # a missing wheel, an ABI mismatch, no kernel for this card: not available
         return False
     return True
 

@@ -198,7 +198,7 @@ class Decoder(nn.Module):
         unpadded = attention_mask is None and (cache is None or cache.length == 0 or bool(cache.valid.all()))
         if not unpadded and bool(k_valid.all()):
             unpadded = True
-        mask = AttentionMask(T, k_pos.shape[1], causal=True, key_valid=None if unpadded else k_valid)
+        mask = AttentionMask(T, k_pos.shape[1], causal=True, key_valid=None if unpadded else k_valid, device=device)
         rotary = self.positions.tables(position_ids, k_pos)
 
         x = inputs_embeds * self.embed_scale

@@ -53,16 +53,21 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str, find_unused: boo
     if strategy == "fsdp":
         if info.device.type != "cuda":
             raise RuntimeError("distributed.strategy: fsdp needs CUDA; use ddp on CPU")
-        from torch.distributed.fsdp import fully_shard
-
-        for layer in model.decoder.layers:
-            fully_shard(layer)
-        fully_shard(model)
-        return model
+        return shard_fsdp(model)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [info.device.index] if info.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def shard_fsdp(model: nn.Module) -> nn.Module:
+    """FSDP2: each decoder block is its own shard group, then the rest of the model (in place)."""
+    from torch.distributed.fsdp import fully_shard
+
+    for layer in model.decoder.layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return model
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
