@@ -16,18 +16,23 @@ import torch
 
 from toolkit.data.format import IMAGE, build_sequence, collate
 from toolkit.model import build_model, preset_config
+from toolkit.train.precision import resolve_precision
 
 
-def measure(step, tokens: int, warmup: int, repeats: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def measure_round_robin(steps_by_row: dict, tokens: dict, warmup: int, repeats: int, steps: int) -> dict:
+    """Median tokens/s per row. Rows take turns within each repeat, so that a slow spell of a shared
+    machine falls on every row alike instead of on whichever row ran at that moment."""
+    for step in steps_by_row.values():
+        for _ in range(warmup):
             step()
-        rates.append(tokens * steps / (time.perf_counter() - start))
-    return statistics.median(rates)
+    rates = {name: [] for name in steps_by_row}
+    for _ in range(repeats):
+        for name, step in steps_by_row.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            rates[name].append(tokens[name] * steps / (time.perf_counter() - start))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def xmt_step(model, batch: dict, bf16: bool):
@@ -61,7 +66,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (slow to compile)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -71,28 +77,28 @@ def main() -> None:
     text_cfg = preset_config("tiny", {"vision": {"kind": "none"}})
     d = text_cfg.decoder
     ids = torch.randint(7, d.vocab_size, (args.batch, args.seq))
-    tokens = ids.numel()
-    rows = []
+    default = resolve_precision("auto", "cpu")
+    rows, steps, tokens = {}, {}, {}
 
-    def add(name, rate, precision):
-        rows.append({"name": name, "tokens_per_s": round(rate, 1), "precision": precision})
+    def add(key, name, precision, step, n_tokens):
+        rows[key] = {"name": name, "precision": precision}
+        steps[key], tokens[key] = step, n_tokens
 
-    for bf16 in (False, True):
+    for precision in ("fp32", "bf16"):
         model = build_model(text_cfg, seed=0).train()
         add(
+            f"xmt-{precision}",
             "xmt tiny (text)",
-            measure(xmt_step(model, {"input_ids": ids}, bf16), tokens, 2, args.repeats, args.steps),
-            "bf16" if bf16 else "fp32",
+            precision,
+            xmt_step(model, {"input_ids": ids}, precision == "bf16"),
+            ids.numel(),
         )
     if not args.no_compile:
-        model = build_model(
-            preset_config("tiny", {"vision": {"kind": "none"}, "decoder": {"compile": True}}), seed=0
-        ).train()
+        compiled = torch.compile(build_model(text_cfg, seed=0).train())
         add(
-            "xmt tiny (text), compiled",
-            measure(xmt_step(model, {"input_ids": ids}, False), tokens, 3, args.repeats, args.steps),
-            "fp32",
-        )
+            "xmt-compiled", "xmt tiny (text), torch.compile", default,
+            xmt_step(compiled, {"input_ids": ids}, default == "bf16"), ids.numel(),
+        )  # fmt: skip
     mm_cfg = preset_config("tiny")
     mm = build_model(mm_cfg, seed=0).train()
     n = mm.num_image_tokens
@@ -103,31 +109,36 @@ def main() -> None:
         "images": cap_batch.images,
         "attention_mask": cap_batch.attention_mask,
     }
-    cap_tokens = int(cap_batch.attention_mask.sum())
     add(
-        "xmt tiny (caption batch)",
-        measure(xmt_step(mm, mm_batch, False), cap_tokens, 2, args.repeats, args.steps),
-        "fp32",
-    )
-
+        "xmt-captions", "xmt tiny (caption batch)", default, xmt_step(mm, mm_batch, default == "bf16"),
+        int(cap_batch.attention_mask.sum()),
+    )  # fmt: skip
     llama_cfg = LlamaConfig(
         vocab_size=d.vocab_size, hidden_size=d.dim, intermediate_size=d.ffn_dim, num_hidden_layers=d.layers,
         num_attention_heads=d.heads, num_key_value_heads=d.heads, max_position_embeddings=d.max_len,
         tie_word_embeddings=True, attn_implementation="sdpa",
     )  # fmt: skip
-    for bf16 in (False, True):
+    for precision in ("fp32", "bf16"):
         llama = LlamaForCausalLM(llama_cfg).train()
-        add(
-            "HF LlamaForCausalLM",
-            measure(hf_step(llama, ids, bf16), tokens, 2, args.repeats, args.steps),
-            "bf16" if bf16 else "fp32",
-        )
-
+        add(f"hf-{precision}", "HF LlamaForCausalLM", precision, hf_step(llama, ids, precision == "bf16"), ids.numel())
+    rates = measure_round_robin(steps, tokens, args.warmup, args.repeats, args.steps)
+    for key, rate in rates.items():
+        rows[key]["tokens_per_s"] = round(rate, 1)
+    rows = list(rows.values())
     hf = {r["precision"]: r["tokens_per_s"] for r in rows if r["name"] == "HF LlamaForCausalLM"}
     for r in rows:
         r["vs_hf_fp32"] = round(r["tokens_per_s"] / hf["fp32"], 2)
         r["vs_hf_same_precision"] = round(r["tokens_per_s"] / hf[r["precision"]], 2)
-    result = {"batch": args.batch, "seq": args.seq, "threads": torch.get_num_threads(), "rows": rows}
+    ratio = {
+        # xmt at its default CPU precision (`precision: auto`) against HF at its default (fp32)
+        "default_settings": round(rates[f"xmt-{default}"] / rates["hf-fp32"], 2),
+        "equal_precision_fp32": round(rates["xmt-fp32"] / rates["hf-fp32"], 2),
+        "equal_precision_bf16": round(rates["xmt-bf16"] / rates["hf-bf16"], 2),
+    }
+    result = {
+        "batch": args.batch, "seq": args.seq, "threads": torch.get_num_threads(), "default_precision": default,
+        "ratio": ratio, "rows": rows,
+    }  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
@@ -139,6 +150,10 @@ def main() -> None:
         print(
             f"{r['name']:<30}{r['precision']:>10}{r['tokens_per_s']:>12,.0f}{r['vs_hf_fp32']:>12.2f}{r['vs_hf_same_precision']:>12.2f}"
         )
+    print(
+        f"ratio at default settings (xmt precision auto -> {default}, HF fp32): {ratio['default_settings']:.2f}; "
+        f"at equal precision: fp32 {ratio['equal_precision_fp32']:.2f}, bf16 {ratio['equal_precision_bf16']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -110,8 +110,31 @@ def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world)
     assert steps == list(range(1, 25))
     for cell in (first, second):
         assert json.loads((cell / "status.json").read_text())["state"] == "done"
-        for f in (cell / "run" / "eval").glob("*.json"):
+        for f in (cell / "eval").glob("*.json"):
             json.loads(f.read_text())
+
+
+def test_grids_share_the_training_of_identical_cells(tmp_path, small_world):
+    res = tmp_path / "res"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _grid_file(tmp_path / "a", small_world, zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+                       seeds=(0,), tasks=("world-colour",))  # fmt: skip
+    second = _grid_file(tmp_path / "b", small_world, seeds=(0,), tasks=("world-size",))
+    assert CliRunner().invoke(main, ["grid", "run", str(first), "--results", str(res)]).exit_code == 0
+    mllm = next(c for c in load_grid(first).cells() if c.overrides["name"] == "mllm")
+    trained = res / "grid" / mllm.id / "run"
+    before = (trained / "metrics.jsonl").read_bytes()
+    result = CliRunner().invoke(main, ["grid", "run", str(second), "--results", str(res)])
+    assert result.exit_code == 0, result.output
+    # both grids are named "grid" by their file name; the second writes to the same results root
+    (cell,) = load_grid(second).cells()
+    reused = res / "grid" / cell.id / "run"
+    assert cell.id != mllm.id and reused.resolve() == trained.resolve()  # one run, two cells
+    assert (reused / "metrics.jsonl").read_bytes() == before  # not trained again
+    assert len(list((res / "runs").iterdir())) == 2 + 2  # mllm and llm runs, and their lock files
+    assert sorted(p.name for p in (res / "grid" / mllm.id / "eval").glob("*.json")) == ["world-colour.json"]
+    assert sorted(p.name for p in (res / "grid" / cell.id / "eval").glob("*.json")) == ["world-size.json"]
 
 
 def test_a_failing_cell_is_recorded_and_retried_alone(tmp_path, small_world):

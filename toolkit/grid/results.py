@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,12 @@ import pandas as pd
 from toolkit.grid.run import read_status, results_dir
 from toolkit.grid.spec import Grid
 from toolkit.grid.stats import Comparison, paired_comparison, seed_ci
+
+
+def eval_dir(cell_dir: Path) -> Path:
+    """A cell's evaluation results: `<cell>/eval` (older layouts: inside the run)."""
+    own = cell_dir / "eval"
+    return own if own.is_dir() or not (cell_dir / "run" / "eval").is_dir() else cell_dir / "run" / "eval"
 
 
 def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -21,7 +28,7 @@ def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFram
     for cell in grid.cells():
         if read_status(out / cell.id)["state"] != "done":
             continue
-        for path in sorted((out / cell.id / "run" / "eval").glob("*.json")):
+        for path in sorted(eval_dir(out / cell.id).glob("*.json")):
             r = json.loads(path.read_text())
             base = {"cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
                     **{k: v for k, v in cell.overrides.items() if k != "seed"},
@@ -49,7 +56,7 @@ def example_scores(
     grid: Grid, cell_id: str, eval_cell: str, results: str | os.PathLike | None = None, group: str | None = None
 ):
     """Per-example scores of one cell's eval cell (trial-averaged), keyed by example id."""
-    path = results_dir(grid, results) / cell_id / "run" / "eval" / f"{eval_cell}.samples.jsonl"
+    path = eval_dir(results_dir(grid, results) / cell_id) / f"{eval_cell}.samples.jsonl"
     if not path.is_file():
         raise ValueError(
             f"cell {cell_id} has no results for {eval_cell} (e.g. an image task skipped by a text-only arm)"

@@ -1,6 +1,12 @@
 """Running a grid: each cell trains (resuming a half-finished run) and is evaluated; its state is
 recorded in `<results>/<cell id>/status.json` (running | done | failed, with the traceback).
 
+Training is shared: a cell's run lives in `<results root>/runs/<training key>/`, the key hashing the
+resolved training config without its name, logging and threads, and `<cell>/run` links to it. Cells
+of any grid that train the same thing (the MLLM arm of several paper grids, say) train it once and
+are each evaluated on their own tasks into `<cell>/eval/`. A lock file serialises cells that need
+the same run at the same time.
+
 Executors: `local` (a pool of N worker processes, each with its share of CPU threads; N=1 runs in
 this process), `submitit-local` (submitit's local executor) and `slurm` (submitit on a cluster).
 """
@@ -8,6 +14,8 @@ this process), `submitit-local` (submitit's local executor) and `slurm` (submiti
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import hashlib
 import json
 import multiprocessing
 import os
@@ -39,6 +47,36 @@ def _write_status(cell_dir: Path, status: dict) -> None:
     tmp.replace(cell_dir / "status.json")
 
 
+def training_key(cfg) -> str:
+    """Hash of what determines a run's weights: the config without name, logging and threads."""
+    from toolkit.config import to_dict
+
+    d = to_dict(cfg)
+    for key in ("name", "logging", "threads"):
+        d.pop(key, None)
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def shared_run(cell_dir: Path, key: str) -> Path:
+    """`<cell>/run` as a link to `<results root>/runs/<key>` (relative, so the results tree can move)."""
+    runs = cell_dir.parent.parent / "runs"
+    target = runs / key
+    target.mkdir(parents=True, exist_ok=True)
+    link = cell_dir / "run"
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return link
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():
+        return link  # a run trained inside the cell directory (an older layout): used as it is
+    tmp = cell_dir / "run.tmp-link"
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(target, cell_dir))
+    tmp.replace(link)
+    return link
+
+
 @dataclasses.dataclass
 class CellJob:
     """Everything one cell needs, as plain data (a pool or submitit pickles it to the worker)."""
@@ -63,19 +101,23 @@ def run_cell(job: CellJob) -> dict:
     status = {"state": "running", "cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
               "overrides": cell.overrides, "started": time.time(), "pid": os.getpid()}  # fmt: skip
     _write_status(cell_dir, status)
-    run = cell_dir / "run"
     try:
         cfg = cell.config
         cfg = dataclasses.replace(
             cfg, threads=job.threads or cfg.threads, logging=dataclasses.replace(cfg.logging, progress=False)
         )
-        if (run / "config.yaml").is_file():
-            run_training(load_run(run), run, resume=True)
-        else:
-            run_training(cfg, run)
+        key = training_key(cell.config)
+        status["training_key"] = key
+        run = shared_run(cell_dir, key)
+        with open(cell_dir.parent.parent / "runs" / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains a shared run; the others wait, then reuse it
+            if (run / "config.yaml").is_file():
+                run_training(load_run(run), run, resume=True)
+            else:
+                run_training(cfg, run)
         if job.tasks:
             evaluate(run, job.tasks, job.shots, job.trials, job.eval_limit, job.ablations, data=job.data,
-                     out=run / "eval", echo=lambda s: None)  # fmt: skip
+                     out=cell_dir / "eval", echo=lambda s: None)  # fmt: skip
         status.update(state="done", finished=time.time())
     except Exception:
         status.update(state="failed", finished=time.time(), traceback=traceback.format_exc())

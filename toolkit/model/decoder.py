@@ -194,9 +194,13 @@ class Decoder(nn.Module):
             position_ids = default_position_ids(valid, cache)
         k_pos = position_ids if cache is None or cache.length == 0 else torch.cat([cache.positions, position_ids], 1)
         k_valid = valid if cache is None or cache.length == 0 else torch.cat([cache.valid, valid], 1)
-        # Skip the padding mask (and the host sync that checks it) when no mask was ever given.
-        unpadded = attention_mask is None and (cache is None or cache.length == 0 or bool(cache.valid.all()))
-        if not unpadded and bool(k_valid.all()):
+        # Skip the padding mask (and the host sync that checks it) when no mask was ever given. Under
+        # torch.compile the mask is kept as given: a host sync there would split the graph.
+        eager = not torch.compiler.is_compiling()
+        unpadded = attention_mask is None and (
+            cache is None or cache.length == 0 or (eager and bool(cache.valid.all()))
+        )
+        if not unpadded and eager and bool(k_valid.all()):
             unpadded = True
         mask = AttentionMask(T, k_pos.shape[1], causal=True, key_valid=None if unpadded else k_valid, device=device)
         rotary = self.positions.tables(position_ids, k_pos)

@@ -81,6 +81,14 @@ class KosmosModel(nn.Module):
 
     def image_positions(self, input_ids: Tensor, num_images: int) -> Tensor:
         """(B, T) bool of placeholder positions, after checking every span against N and the images."""
+        self.check_image_spans(input_ids, num_images)
+        return input_ids == self.cfg.tokens.image_pad
+
+    @torch.compiler.disable
+    def check_image_spans(self, input_ids: Tensor, num_images: int) -> None:
+        """Raise ImageSpanError unless every <image> span holds N placeholders, one per given image.
+
+        Reads the ids on the host; kept out of torch.compile graphs (it runs eagerly between them)."""
         tok = self.cfg.tokens
         placeholders = input_ids == tok.image_pad
         starts = (input_ids == tok.image).nonzero().tolist()
@@ -89,7 +97,7 @@ class KosmosModel(nn.Module):
         if num_images == 0:
             if bool(placeholders.any()):
                 raise ImageSpanError("image placeholder tokens appear outside any <image> ... </image> span")
-            return placeholders
+            return
         if self.vision is None:
             raise ImageSpanError("this model has no vision tower (vision.kind: none) but the batch has <image> spans")
         n, T = self.num_image_tokens, input_ids.shape[1]
@@ -108,7 +116,6 @@ class KosmosModel(nn.Module):
             expected[row, col + 1 : end] = True
         if not bool((expected == placeholders).all()):
             raise ImageSpanError("image placeholder tokens appear outside any <image> ... </image> span")
-        return placeholders
 
     def embed(self, input_ids: Tensor, images: Tensor | None = None) -> Tensor:
         """Token embeddings (B, T, dim) with each image's embeddings at its span."""

@@ -15,6 +15,7 @@ from toolkit.config import ConfigError, deep_update, from_dict, parse_overrides,
 from toolkit.data.mixture import StreamConfig
 from toolkit.model.config import ModelConfig
 from toolkit.model.presets import preset_config
+from toolkit.train.precision import PRECISIONS
 
 IMAGE_KINDS = ("pairs", "interleaved")  # stream kinds a text-only model cannot read
 
@@ -115,7 +116,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
-    precision: str = "fp32"  # fp32 | bf16 (autocast; the default on CUDA for large runs)
+    # auto: bf16 autocast on CUDA and on CPUs with native bf16 matrix products (AVX512-BF16/AMX),
+    # else fp32; written resolved into the run's config.yaml | fp32 | bf16
+    precision: str = "auto"
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
     threads: int = 0  # torch CPU threads (0 = torch's default)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -125,8 +128,8 @@ class RunConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision: unknown value '{self.precision}'; valid: fp32, bf16")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: unknown value '{self.precision}'; valid: {', '.join(PRECISIONS)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: unknown value '{self.device}'; valid: auto, cpu, cuda")
         if not self.stages:

@@ -29,6 +29,7 @@ from toolkit.train.config import RunConfig, run_config_from_dict
 from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
 from toolkit.train.metrics import MetricLogger
 from toolkit.train.optim import build_optimizer, lr_at
+from toolkit.train.precision import resolve_precision
 
 CONFIG_FILE = "config.yaml"
 
@@ -156,6 +157,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
     ensure_world(cfg, info)
     tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer))
     cfg = resolve_model(cfg, tokenizer)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, info.device))
     if not resume:
         prepare_run_dir(cfg, run_dir, info)
 
