@@ -49,6 +49,7 @@ def run_attention(
     write_csv(df, out, "attention_mass")
     plot_mass(mean.numpy(), out)
     plot_overlays(overlay_data, out)
+    save_overlays(overlay_data, out)
     (out / "attention_examples.json").write_text(
         json.dumps([{"id": ex.id, "question": ex.fields["question"]} for ex, _ in overlay_data], indent=1)
     )
@@ -68,6 +69,20 @@ def plot_mass(mass: np.ndarray, out: Path):
     ax.set_title("text -> image attention mass")
     fig.colorbar(im, ax=ax)
     return save_figure(fig, out, "attention_mass")
+
+
+def save_overlays(overlay_data, out: Path) -> Path | None:
+    """The overlays as data (`attention_overlays.npz`: images (E, H, W, 3) uint8, maps (E, L, h, w)
+    of the last token's attention traced onto the patches, questions), for figures built later."""
+    if not overlay_data:
+        return None
+    images = np.stack([np.asarray(ex.image(0), dtype=np.uint8) for ex, _ in overlay_data])
+    maps = np.stack([np.stack(grids) for _, grids in overlay_data]).astype(np.float32)
+    questions = np.array([ex.fields["question"] for ex, _ in overlay_data])
+    tmp = out / "attention_overlays.tmp.npz"
+    np.savez(tmp, images=images, maps=maps, questions=questions)
+    tmp.replace(out / "attention_overlays.npz")
+    return out / "attention_overlays.npz"
 
 
 def plot_overlays(overlay_data, out: Path):

@@ -39,6 +39,7 @@ class Context:
     grids_dir: Path  # the grid files (experiments/paper)
     scale: str = "tiny"
     loader: Callable[[str], Grid] | None = None  # overrides reading grids_dir (xmt reproduce's scaled grids)
+    analysis: Path | None = None  # analysis outputs (probe/, attention/), for the figures that read them
 
     def grid(self, name: str) -> Grid | None:
         if self.loader is not None:
@@ -71,12 +72,13 @@ def ours_cell(summary: pd.DataFrame, label: str, ev: str, group: str = "all", sc
     return f"{r['mean'] * scale:.1f}{ci}"
 
 
-def comparison_cell(
-    grid: Grid, a_sel: str, b_sel: str, ev: str, group: str | None, results: Path, scale: float = 100.0
-) -> str:
+def comparison_cell(grid: Grid, a_sel: str | None, b_sel: str | None, ev: str, group: str | None, results: Path,
+                    scale: float = 100.0, ev_b: str | None = None) -> str:  # fmt: skip
+    """'±effect [lo, hi] p=..' of arm a minus arm b (a selector of None: the grid's only arm)."""
     cells = grid.cells()
+    arm = lambda sel: select_arm(cells, sel) if sel else only_arm(grid)  # noqa: E731
     try:
-        comp = compare_arms(grid, select_arm(cells, a_sel), select_arm(cells, b_sel), ev, group, results)
+        comp = compare_arms(grid, arm(a_sel), arm(b_sel), ev, group, results, eval_b=ev_b)
     except (ValueError, FileNotFoundError):
         return "–"
     sign = "+" if comp.effect >= 0 else "−"
@@ -115,3 +117,90 @@ def provenance(ctx: Context, grid: Grid | None, df: pd.DataFrame) -> dict:
 
 def summary_of(df: pd.DataFrame) -> pd.DataFrame:
     return summarize(df) if not df.empty else pd.DataFrame(columns=["label", "eval", "group", "mean", "ci_lo", "ci_hi"])
+
+
+@dataclass(frozen=True)
+class Column:
+    """One of our columns: an eval cell (task name, with `-Nshot[-ablation]` for few-shot) and group."""
+
+    header: str
+    eval: str
+    group: str = "all"
+    scale: float = 100.0  # accuracies and CIDEr are shown x100
+
+
+def only_arm(grid: Grid) -> str:
+    labels = sorted({c.label for c in grid.cells()})
+    return labels[0]
+
+
+def paper_vs_ours(ctx: Context, name: str, title: str, paper: list[tuple[str, list[str]]], grid_name: str,
+                  arms: list[tuple[str | None, str]], columns: list[Column], notes: list[str],
+                  paper_diffs: list[tuple[str, str, str, str]] = (),
+    compare: list[tuple[str | None, str | None, str, dict[str, tuple[str, str]] | None]] = ()) -> list[Path]:  # fmt: skip
+    """A table with the paper's rows (its real benchmarks) next to ours (the world's analogues).
+
+    paper: [(table key, the columns of it to show)]; rows are the union of the tables' rows.
+    arms: [(arm selector or None for a one-arm grid, row name)]. paper_diffs: [(table key, row a,
+    row b, label)] adds a row of a − b per shown column of that table. compare: [(selector a,
+    selector b, label, pairs)] adds our paired bootstrap difference (over seeds and examples) per
+    column: of the column's eval cell, or, with pairs {column header: (eval a, eval b)}, of those.
+    """
+    shown = [(key, paper_table(key), cols) for key, cols in paper]
+    paper_headers = [f"{col} (T{key.removeprefix('table')})" for key, _, cols in shown for col in cols]
+    header = ["Model", *paper_headers, *(c.header for c in columns)]
+    ours_blank = ["–"] * len(columns)
+    rows: list[list[str]] = []
+    names = list(dict.fromkeys(row for _, t, _ in shown for row in t["rows"]))
+    for row in names:
+        values = []
+        for _, table, cols in shown:
+            vals = table["rows"].get(row)
+            values += [fmt(vals[table["columns"].index(c)]) if vals else "–" for c in cols]
+        rows.append([f"{row} — paper", *values, *ours_blank])
+    for key, a, b, label in paper_diffs:
+        table = paper_table(key)
+        values = []
+        for k, t, cols in shown:
+            if k != key:
+                values += ["–"] * len(cols)
+                continue
+            for c in cols:
+                i = t["columns"].index(c)
+                va, vb = table["rows"][a][i], table["rows"][b][i]
+                values.append("–" if va is None or vb is None else f"{va - vb:+.1f}")
+        rows.append([f"{label} — paper, difference", *values, *ours_blank])
+    grid, df = ctx.frame(grid_name)
+    if grid is not None and not df.empty:
+        summary = summary_of(df)
+        cells = grid.cells()
+        n = df["seed"].nunique()
+        for selector, row_name in arms:
+            label = select_arm(cells, selector) if selector else only_arm(grid)
+            rows.append([f"{row_name} — ours, {grid.scale} world, {n} seeds", *["–"] * len(paper_headers),
+                         *(ours_cell(summary, label, c.eval, c.group, c.scale) for c in columns)])  # fmt: skip
+        for a, b, label, pairs in compare:
+            cells_ = []
+            for c in columns:
+                group = None if c.group == "all" else c.group
+                if pairs is None:
+                    cells_.append(comparison_cell(grid, a, b, c.eval, group, ctx.results, c.scale))
+                elif c.header in pairs:
+                    ev_a, ev_b = pairs[c.header]
+                    cells_.append(comparison_cell(grid, a, b, ev_a, group, ctx.results, c.scale, ev_b))
+                else:
+                    cells_.append("–")
+            rows.append([f"{label} — ours (paired, {n} seeds)", *["–"] * len(paper_headers), *cells_])
+    else:
+        notes = [*notes, f"Ours: no stored results for grid '{grid_name}' yet (run `xmt grid run experiments/paper/"
+                         f"{grid_name}.yaml` or `xmt reproduce`)."]  # fmt: skip
+    return write_table(ctx, name, title, header, rows, notes, provenance(ctx, grid, df))
+
+
+def write_rows_csv(ctx: Context, name: str, df: pd.DataFrame) -> Path:
+    """The numbers behind a figure, as `name`.csv (rounded, so the same results give the same bytes)."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    final, tmp = ctx.out / f"{name}.csv", ctx.out / f"{name}.tmp.csv"
+    df.round(6).to_csv(tmp, index=False)
+    tmp.replace(final)
+    return final

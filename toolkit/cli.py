@@ -324,11 +324,14 @@ def paper() -> None:
 @click.option("--out", default="paper_figures/out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--grids", type=click.Path(file_okay=False), help="Grid files directory (default: experiments/paper).")
 @click.option("--scale", default="tiny", show_default=True)
-def paper_build(results: str, out: str, grids: str | None, scale: str) -> None:
-    """Write every table (Markdown + LaTeX) with the paper's rows next to ours; same results, same bytes."""
+@click.option("--analysis", type=click.Path(file_okay=False),
+              help="Analysis outputs with probe/ and attention/ (default: 'analysis' beside the results root).")  # fmt: skip
+def paper_build(results: str, out: str, grids: str | None, scale: str, analysis: str | None) -> None:
+    """Write every table (Markdown + LaTeX, the paper's rows next to ours) and figure (PNG + PDF, with the
+    numbers as CSV); the same results give the same bytes."""
     from paper_figures.build import build_all
 
-    paths = build_all(results, out, grids, scale, echo=click.echo)
+    paths = build_all(results, out, grids, scale, echo=click.echo, analysis=analysis)
     click.echo(f"{len(paths)} files -> {out}")
 
 

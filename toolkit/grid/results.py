@@ -70,8 +70,11 @@ def example_scores(
 
 
 def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: str | None = None,
-                 results: str | os.PathLike | None = None) -> Comparison:  # fmt: skip
-    """Paired comparison of two arms (by label) on one eval cell, over their common seeds and examples."""
+                 results: str | os.PathLike | None = None, eval_b: str | None = None) -> Comparison:  # fmt: skip
+    """Paired comparison of two arms (by label) on one eval cell, over their common seeds and examples.
+
+    `eval_b` compares arm a on `eval_cell` with arm b on another eval cell of the same examples
+    (e.g. one arm with and without chain-of-thought: label_a == label_b)."""
     cells = {(c.label, c.seed): c for c in grid.cells()}
     seeds = sorted({s for (lab, s) in cells if lab == label_a} & {s for (lab, s) in cells if lab == label_b})
     out = results_dir(grid, results)
@@ -83,8 +86,10 @@ def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: 
     a_rows, b_rows = [], []
     for s in seeds:
         a = example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group)
-        b = example_scores(grid, cells[(label_b, s)].id, eval_cell, results, group)
+        b = example_scores(grid, cells[(label_b, s)].id, eval_b or eval_cell, results, group)
         ids = sorted(set(a) & set(b))
+        if not ids:
+            raise ValueError(f"{eval_cell} and {eval_b or eval_cell} share no example ids")
         a_rows.append([a[i] for i in ids])
         b_rows.append([b[i] for i in ids])
     return paired_comparison(np.array(a_rows), np.array(b_rows))
