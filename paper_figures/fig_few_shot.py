@@ -63,5 +63,5 @@ def build(ctx: Context):
         ax.set_xticks(sorted(sub["shots"].unique()))
     axes[0][-1].legend(loc="best", fontsize=8)
     seeds = int(df["seeds"].max())
-    fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% CI over {seeds} seeds)")
+    fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% CI over {seeds} seeds)", y=1.04)
     return paths + save(fig, ctx.out, "fig_few_shot")

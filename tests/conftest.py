@@ -83,6 +83,7 @@ def run_dict(world, steps=12, **extra):
         "checkpoint": {"every": 4, "keep": 10},
         "logging": {"every": 1, "progress": False, "tensorboard": False},
         "threads": 1,
+        "precision": "fp32",  # the exactness tests state fp32; bf16 is tested where named
     }
     for key, value in extra.items():
         data[key] = value

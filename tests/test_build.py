@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,27 +101,67 @@ def test_presets_are_valid_configs():
 
 
 @pytest.mark.slow
-def test_smoke_reproduce_writes_every_artifact(tmp_path):
+def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
     import pandas as pd
     from PIL import Image
 
+    from paper_figures.build import FIGURES, TABLES
+
+    # Killed once the first cell is done, a rerun must keep it (same bytes) and finish the rest.
+    cmd = [sys.executable, "-m", "toolkit.cli", "reproduce", "--scale", "smoke", "--out", str(tmp_path)]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline, first = time.time() + 600, None
+    while time.time() < deadline and first is None:
+        for status in (tmp_path / "results").glob("*/*/status.json"):
+            if json.loads(status.read_text())["state"] == "done":
+                first = status.parent
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first is not None, "no cell finished before the deadline"
+    kept = {p: p.read_bytes() for p in [first / "status.json", *sorted((first / "eval").glob("*.json"))]}
+    kept_run = (first / "run" / "metrics.jsonl").read_bytes()
+
     result = CliRunner().invoke(main, ["reproduce", "--scale", "smoke", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    for stage in ("model check", "world build", "paper grids", "analysis", "paper tables"):
+    assert {p: p.read_bytes() for p in kept} == kept and (first / "run" / "metrics.jsonl").read_bytes() == kept_run
+    for stage in ("model check", "world build", "paper grids", "analysis", "paper tables and figures"):
         assert f"] {stage}" in result.output
     assert "time by stage:" in result.output and "headline effects" in result.output
     summary = json.loads((tmp_path / "model_summary.json").read_text())
     assert abs(summary["init_loss"] - summary["uniform_loss"]) < 1.0  # tied embeddings: near log(vocab) at init
-    md = (tmp_path / "paper" / "table16_visual_commonsense.md").read_text()
+    paper = tmp_path / "paper"
+    md = (paper / "table16_visual_commonsense.md").read_text()
     assert "MLLM — ours, tiny world, 1 seeds" in md and "| Kosmos-1 − LLM — paper | +1.5 | +14.7 | +9.7 |" in md
-    assert "with − without — ours" in (tmp_path / "paper" / "table14_instruction_tuning.md").read_text()
+    assert "with − without — ours" in (paper / "table14_instruction_tuning.md").read_text()
+    for name in TABLES:  # every table has our rows from its grid, next to the paper's
+        text = (paper / f"{name}.md").read_text()
+        assert "— paper" in text and "— ours" in text and "no stored results" not in text, name
+        assert (paper / f"{name}.tex").read_text().count(r"\\") >= 3
+    for name in FIGURES:
+        with Image.open(paper / f"{name}.png") as im:
+            assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10, name  # not blank
+        assert (paper / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+    effects = pd.read_csv(paper / "fig_transfer_effects.csv")
+    assert {"visual-commonsense", "language-tasks", "instruction-tuning"} <= set(effects["grid"])
+    curves = pd.read_csv(paper / "fig_few_shot.csv")
+    assert set(curves["shots"]) == {0, 2, 4} and set(curves["ablation"]) == {"none", "text", "shuffle", "blank"}
     probing = pd.read_csv(tmp_path / "analysis" / "probe" / "probing.csv")
     assert set(probing["attribute"]) == {"colour"} and len(probing) > 5
     for png in list((tmp_path / "analysis").rglob("*.png")):
         with Image.open(png) as im:
             assert im.size[0] > 100 and len(set(im.convert("L").getdata())) > 10  # not blank
-    for pdf in (tmp_path / "analysis").rglob("*.pdf"):
-        assert pdf.read_bytes()[:5] == b"%PDF-"
-    # A rerun continues: every grid cell is reused.
+    # Seven grids, four distinct trainings: cells that train the same model share one run.
+    assert len([p for p in (tmp_path / "results" / "runs").iterdir() if p.is_dir()]) == 4
+    # A rerun continues: every grid cell and the analysis are reused.
     again = CliRunner().invoke(main, ["reproduce", "--scale", "smoke", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
+    assert (first / "run" / "metrics.jsonl").read_bytes() == kept_run

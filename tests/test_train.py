@@ -12,9 +12,11 @@ from conftest import TINY_MODEL, run_dict
 from safetensors.torch import load_file
 
 from toolkit.cli import main
+from toolkit.config import ConfigError
 from toolkit.train.config import load_run_config, run_config_from_dict
 from toolkit.train.loop import TrainingError, load_run, run_training
 from toolkit.train.optim import lr_at, param_groups
+from toolkit.train.precision import resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "experiments" / "runs"
@@ -64,7 +66,9 @@ def test_schedule_and_weight_decay_groups():
 
 
 def test_train_writes_the_run_dir_and_the_loss_falls(small_world, tmp_path):
-    data = run_dict(small_world, steps=30, logging={"every": 1, "progress": False, "tensorboard": True})
+    data = run_dict(
+        small_world, steps=30, logging={"every": 1, "progress": False, "tensorboard": True}, precision="auto"
+    )
     cfg_path = tmp_path / "run.yaml"
     cfg_path.write_text(yaml.safe_dump(data))
     result = CliRunner().invoke(main, ["train", str(cfg_path), "checkpoint.keep=2", "--out", str(tmp_path / "r")])
@@ -72,6 +76,7 @@ def test_train_writes_the_run_dir_and_the_loss_falls(small_world, tmp_path):
     run = tmp_path / "r"
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["checkpoint"]["keep"] == 2 and resolved["model"]["decoder"]["dim"] == 32
+    assert resolved["precision"] == resolve_precision("auto", "cpu")  # written resolved, as it ran
     assert load_run(run).model.tokens.image_pad == 6
     rows = metrics(run)
     assert [r["step"] for r in rows] == list(range(1, 31))
@@ -89,11 +94,12 @@ def _train_subprocess(cfg_path, out=None, resume=None):
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path):
-    straight = run_dict(small_world, steps=14)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path, precision):
+    straight = run_dict(small_world, steps=14, precision=precision)
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(straight))
     assert _train_subprocess(tmp_path / "a.yaml", out=tmp_path / "a").returncode == 0
-    killed = run_dict(small_world, steps=14, faults={"kill_at_step": 7})
+    killed = run_dict(small_world, steps=14, faults={"kill_at_step": 7}, precision=precision)
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(killed))
     first = _train_subprocess(tmp_path / "b.yaml", out=tmp_path / "b")
     assert first.returncode == -9  # SIGKILL at the start of step 7, after the step-4 checkpoint
@@ -111,6 +117,32 @@ def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path)
     wa = load_file(tmp_path / "a" / "checkpoints" / "step-0000014" / "model.safetensors")
     wb = load_file(tmp_path / "b" / "checkpoints" / "step-0000014" / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_precision_auto_is_bf16_only_where_the_hardware_multiplies_bf16(monkeypatch):
+    from toolkit.train import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
+    assert (
+        precision.resolve_precision("fp32", "cuda") == "fp32" and precision.resolve_precision("bf16", "cpu") == "bf16"
+    )
+    with pytest.raises(ConfigError, match="precision: unknown value 'fp16'; valid: auto, fp32, bf16"):
+        run_config_from_dict({"precision": "fp16"})
+
+
+def test_cpu_sdpa_under_bf16_autocast_matches_fp32_attention():
+    from toolkit.model.attention import AttentionMask, attend
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 16, 8, generator=g) for _ in range(3))
+    ref, _ = attend(q, k, v, AttentionMask(16, 16), "sdpa")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = attend(q.bfloat16(), k.bfloat16(), v.bfloat16(), AttentionMask(16, 16), "sdpa")
+    assert out.dtype == torch.bfloat16  # the caller's dtype; computed in fp32 inside
+    assert (out.float() - ref).abs().max() < 3e-2
 
 
 def test_llm_arm_sees_exactly_the_mllm_text_batches(small_world, tmp_path):

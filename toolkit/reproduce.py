@@ -31,13 +31,23 @@ class Scale:
     grids: tuple[str, ...]  # experiments/paper/<name>.yaml, in order
     analysis_limit: int  # VQA prompts for the attention study
     probe_attributes: tuple[str, ...]  # attributes probed layer by layer
+    grid_settings: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # per grid: GridSpec fields to set
+
+    def settings(self, grid: str) -> dict:
+        return dict(dict(self.grid_settings).get(grid, ()))
 
 
-PAPER_GRIDS = ("visual-commonsense", "instruction-tuning")
+# Grids whose cells train the same model share one run (toolkit.grid.run), so the seven grids train
+# four models per seed: MLLM, LLM, instruction-tuned MLLM and its matched-compute control.
+PAPER_GRIDS = ("visual-commonsense", "instruction-tuning", "language-tasks", "few-shot", "chain-of-thought",
+               "descriptions", "classification")  # fmt: skip
+FEW_SHOT = (("shots", (0, 2, 4)), ("trials", 1), ("ablations", ("none", "text", "shuffle", "blank")))
 SCALES = {
-    "smoke": Scale("tiny", "tiny", 0.003, (0,), 8, PAPER_GRIDS, 2, ("colour",)),
-    "tiny": Scale("tiny", "tiny", 0.15, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape")),
-}
+    "smoke": Scale("tiny", "tiny", 0.003, (0,), 8, PAPER_GRIDS, 2, ("colour",),
+                   (("few-shot", FEW_SHOT + (("eval_limit", 4),)), ("language-tasks", (("shots", (0, 1)),)))),
+    "tiny": Scale("tiny", "tiny", 0.15, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape"),
+                  (("few-shot", FEW_SHOT + (("eval_limit", 48),)),)),
+}  # fmt: skip
 
 
 def model_check(scale: Scale, out: Path) -> str:
@@ -100,7 +110,9 @@ def scaled_grid(name: str, scale: Scale, out: Path):
         overrides[f"stages.{i}.steps"] = max(2, round(stage.get("steps", 1000) * scale.steps_factor))
         overrides[f"stages.{i}.warmup"] = max(1, round(stage.get("warmup", 375) * scale.steps_factor))
     overrides["checkpoint.every"] = 10_000
-    spec = dataclasses.replace(grid.spec, overrides=overrides, seeds=list(scale.seeds), eval_limit=scale.eval_limit)
+    settings = {"eval_limit": scale.eval_limit, **scale.settings(name)}
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
+    spec = dataclasses.replace(grid.spec, overrides=overrides, seeds=list(scale.seeds), **settings)
     return dataclasses.replace(grid, spec=spec)
 
 
@@ -127,8 +139,14 @@ def analysis_stage(scale: Scale, out: Path) -> str:
     grid = scaled_grid("visual-commonsense", scale, out)
     cell = next(c for c in grid.cells() if c.config.model.vision.enabled)
     run = out / "results" / grid.name / cell.id / "run"
+    done = out / "analysis" / "done.json"
+    if done.is_file() and json.loads(done.read_text()).get("cell") == cell.id:
+        return f"reusing {out / 'analysis'} (cell {cell.id})"
     run_probing(run, out / "analysis" / "probe", attributes=scale.probe_attributes)
     run_attention(run, out / "analysis" / "attention", limit=scale.analysis_limit, overlays=2)
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"cell": cell.id}) + "\n")
+    tmp.replace(done)
     return f"probing and attention of cell {cell.id} -> {out / 'analysis'}"
 
 
@@ -136,7 +154,11 @@ def paper_stage(scale: Scale, out: Path) -> str:
     from paper_figures.build import build_all
 
     paths = build_all(
-        out / "results", out / "paper", echo=lambda s: None, loader=lambda name: scaled_grid(name, scale, out)
+        out / "results",
+        out / "paper",
+        echo=lambda s: None,
+        loader=lambda name: scaled_grid(name, scale, out),
+        analysis=out / "analysis",
     )
     return f"{len(paths)} files -> {out / 'paper'}"
 
@@ -146,7 +168,7 @@ STAGES: list[tuple[str, Callable[[Scale, Path], str]]] = [
     ("world build", world_stage),
     ("paper grids (train + eval)", grids_stage),
     ("analysis", analysis_stage),
-    ("paper tables", paper_stage),
+    ("paper tables and figures", paper_stage),
 ]
 
 
@@ -200,7 +222,4 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> 
         echo("artifacts:\n" + "\n".join(f"  {p}" for p in artifacts))
         effects = headline(s, out_dir)
         echo("headline effects (paired bootstrap over seeds and examples):\n" + "\n".join(f"  {e}" for e in effects))
-        echo(
-            "not reproduced yet: the remaining paper tables and figures (few-shot curves, probing by layer, training curves)"
-        )
     return ok
