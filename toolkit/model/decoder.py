@@ -27,12 +27,14 @@ MAGNETO_SCALED = ("fc1", "fc2", "out_proj", "v_proj")
 
 @dataclass
 class KVCache:
-    """Keys/values per layer before any rotation (re-applied each step), with their positions."""
+    """Keys (rotated) and values per layer, with their positions; new tokens are rotated with the
+    same xPos `centre` (only position offsets enter q.k, so the centre need not move)."""
 
     keys: list[Tensor] = field(default_factory=list)  # per layer (B, H, S, D)
     values: list[Tensor] = field(default_factory=list)
     positions: Tensor | None = None  # (B, S) position ids of the cached keys
     valid: Tensor | None = None  # (B, S) bool, False = padding
+    centre: int = 0  # xPos centre the cached keys were rotated with
 
     @property
     def length(self) -> int:
@@ -45,6 +47,7 @@ class KVCache:
             [v.index_select(0, index) for v in self.values],
             self.positions.index_select(0, index),
             self.valid.index_select(0, index),
+            self.centre,
         )
 
 
@@ -72,10 +75,10 @@ class SelfAttention(nn.Module):
         q = (self.q_proj(x) * self.head_dim**-0.5).view(B, T, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         v = self.v_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, k, rotary)  # the new tokens only; cached keys are rotated already
         if past is not None:
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         present = (k, v)
-        q, k = apply_rotary(q, k, rotary)
         backend = "eager" if need_weights else self.backend
         out, weights = attend(q, k, v, mask, backend, self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, dim)
@@ -203,7 +206,9 @@ class Decoder(nn.Module):
         if not unpadded and eager and bool(k_valid.all()):
             unpadded = True
         mask = AttentionMask(T, k_pos.shape[1], causal=True, key_valid=None if unpadded else k_valid, device=device)
-        rotary = self.positions.tables(position_ids, k_pos)
+        cached = cache is not None and cache.length > 0
+        centre = cache.centre if cached else -(-T // 2)  # xPos: the prompt's centre, kept while decoding
+        rotary = self.positions.tables(position_ids, position_ids, centre)
 
         x = inputs_embeds * self.embed_scale
         absolute = self.positions.embed(position_ids)
@@ -211,7 +216,7 @@ class Decoder(nn.Module):
             x = x + absolute
         x = self.dropout(x)
 
-        new_cache = KVCache(positions=k_pos, valid=k_valid) if use_cache else None
+        new_cache = KVCache(positions=k_pos, valid=k_valid, centre=centre) if use_cache else None
         attentions = [] if need_weights else None
         for i, layer in enumerate(self.layers):
             past = (cache.keys[i], cache.values[i]) if cache is not None and cache.length else None

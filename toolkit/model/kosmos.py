@@ -158,10 +158,13 @@ class KosmosModel(nn.Module):
         result = KosmosOutput(logits, hidden=out.hidden, cache=out.cache, attentions=out.attentions)
         if compute_loss and input_ids.shape[1] > 1:
             keep = self.loss_targets(input_ids, attention_mask, loss_mask)
-            nll = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]), input_ids[:, 1:].reshape(-1), reduction="none"
-            )
+            # Position t predicts token t+1. The last position has no target: it gets a dummy one and
+            # weight 0, so the logits are used as they are (no copy of a shifted slice).
+            B, T, V = logits.shape
+            targets = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)
+            weight = torch.cat([keep, keep.new_zeros(B, 1)], dim=1)
+            nll = F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(-1), reduction="none")
             count = keep.sum()
-            result.loss = (nll * keep.reshape(-1)).sum() / count.clamp(min=1)
+            result.loss = (nll * weight.reshape(-1)).sum() / count.clamp(min=1)
             result.num_loss_tokens = count
         return result

@@ -6,7 +6,8 @@ to the input embeddings. A decoder computes the tables once per forward and ever
 xPos follows torchscale 0.3.0 exactly: interleaved pairs (x[2j], x[2j+1]) are rotated by the angle
 n / theta^(j / (D/2)) at position n, then q is multiplied by zeta_j^(c / scale_base) and k by
 zeta_j^(-c / scale_base), zeta_j = (2j + 0.4 D) / (1.4 D), with centred positions c = n - ceil(L/2)
-for L keys. Only offsets enter q.k, so a KV cache that re-centres stays exact.
+for L keys. Only offsets enter q.k, so the centre may stay fixed: a KV cache keeps its keys rotated
+with the prompt's centre and each new token is rotated with the same one.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class PositionEncoding(nn.Module):
         """Absolute embedding (B, T, dim) to add to the inputs, or None."""
         return None
 
-    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables | None:
-        """Rotation tables for queries at q_pos (B, Tq) and keys at k_pos (B, Tk), or None."""
+    def tables(self, q_pos: Tensor, k_pos: Tensor, centre: int | None = None) -> RotaryTables | None:
+        """Rotation tables for queries at q_pos (B, Tq) and keys at k_pos (B, Tk), or None. `centre`
+        (xPos): the position both scales are centred on; default ceil(Tk / 2), as torchscale."""
         return None
 
     def init_weights(self) -> None:
@@ -92,7 +94,7 @@ class NoPositions(PositionEncoding):
 
 @POSITIONS.register("rope")
 class RotaryPositions(PositionEncoding):
-    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables:
+    def tables(self, q_pos: Tensor, k_pos: Tensor, centre: int | None = None) -> RotaryTables:
         d, theta = self.cfg.head_dim, self.cfg.rope_theta
         qa, ka = rotary_angles(q_pos, d, theta), rotary_angles(k_pos, d, theta)
         return RotaryTables(_interleave(qa.cos()), _interleave(qa.sin()), _interleave(ka.cos()), _interleave(ka.sin()))
@@ -100,9 +102,10 @@ class RotaryPositions(PositionEncoding):
 
 @POSITIONS.register("xpos")
 class XPosPositions(PositionEncoding):
-    def tables(self, q_pos: Tensor, k_pos: Tensor) -> RotaryTables:
+    def tables(self, q_pos: Tensor, k_pos: Tensor, centre: int | None = None) -> RotaryTables:
         d, theta = self.cfg.head_dim, self.cfg.rope_theta
-        centre = -(-k_pos.shape[1] // 2)  # ceil(L / 2) over the key length, as torchscale
+        if centre is None:
+            centre = -(-k_pos.shape[1] // 2)  # ceil(L / 2) over the key length, as torchscale
         zeta = xpos_zeta(d, q_pos.device)
         q_scale = zeta ** ((q_pos - centre).to(torch.float32)[..., None] / self.cfg.xpos_scale_base)  # (B, Tq, D/2)
         k_scale = zeta ** (-(k_pos - centre).to(torch.float32)[..., None] / self.cfg.xpos_scale_base)
