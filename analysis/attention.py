@@ -18,10 +18,14 @@ from toolkit.interp.attention import attention_maps, patch_map, text_to_image_ma
 
 
 def run_attention(
-    run_dir: str | os.PathLike, out: str | os.PathLike, limit: int = 16, overlays: int = 4
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    limit: int = 16,
+    overlays: int = 4,
+    world: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     out = Path(out)
-    loaded = load_run_for_analysis(run_dir)
+    loaded = load_run_for_analysis(run_dir, world)
     model, adapter = loaded.adapter.model, loaded.adapter
     if model.vision is None:
         raise ValueError(f"{run_dir}: a text-only model has no image attention to study")

@@ -16,10 +16,14 @@ from toolkit.interp.attribution import attribute
 
 
 def run_attribution(
-    run_dir: str | os.PathLike, out: str | os.PathLike, limit: int = 12, n_steps: int = 32
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    limit: int = 12,
+    n_steps: int = 32,
+    world: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     out = Path(out)
-    loaded = load_run_for_analysis(run_dir)
+    loaded = load_run_for_analysis(run_dir, world)
     model, adapter = loaded.adapter.model, loaded.adapter
     if model.vision is None:
         raise ValueError(f"{run_dir}: a text-only model has no image input to attribute to")

@@ -11,9 +11,14 @@ import torch
 from toolkit.eval.runner import Loaded, load_checkpoint
 
 
-def load_run_for_analysis(run_dir: str | os.PathLike) -> Loaded:
+def load_run_for_analysis(run_dir: str | os.PathLike, world: str | os.PathLike | None = None) -> Loaded:
+    """The run's last checkpoint in eval mode; `world` replaces its data.world (an imported model has none)."""
     loaded = load_checkpoint(run_dir)
     loaded.adapter.model.eval()
+    if world is not None:
+        loaded.world = str(world)
+    if not loaded.world:
+        raise FileNotFoundError(f"{run_dir}: the run has no data.world; give the world directory (--world)")
     return loaded
 
 

@@ -28,9 +28,9 @@ def _label(cat: dict, attribute: str) -> str:
     return size_class(cat["size"]) if attribute == "size" else cat[attribute]
 
 
-def features(run_dir: str | os.PathLike, images_per_category: int = 2):
+def features(run_dir: str | os.PathLike, images_per_category: int = 2, world: str | os.PathLike | None = None):
     """(text rows, image rows): dicts with category, grounded and per-layer state vectors."""
-    loaded = load_run_for_analysis(run_dir)
+    loaded = load_run_for_analysis(run_dir, world)
     model, tok = loaded.adapter.model, loaded.adapter.tok
     cats = {c["name"]: c for c in world_categories(loaded.world)}
     seqs, meta = [], []
@@ -69,9 +69,10 @@ def loaded_image(path: Path):
     return Image.open(path).convert("RGB")
 
 
-def run_probing(run_dir: str | os.PathLike, out: str | os.PathLike, attributes=ATTRIBUTES) -> pd.DataFrame:
+def run_probing(run_dir: str | os.PathLike, out: str | os.PathLike, attributes=ATTRIBUTES,
+                world: str | os.PathLike | None = None) -> pd.DataFrame:  # fmt: skip
     out = Path(out)
-    cats, text_rows, image_rows = features(run_dir)
+    cats, text_rows, image_rows = features(run_dir, world=world)
     n_layers = len(text_rows[0]["states"])
     rows = []
     for attribute in attributes:

@@ -91,6 +91,18 @@ def test_learned_and_none_positions():
 
 
 def test_unknown_position_name_lists_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="available: learned, none, rope, xpos"):
+    with pytest.raises(UnknownNameError, match="available: learned, none, rope, sinusoidal, xpos"):
         build_positions(_cfg("alibi"))
-    assert sorted(POSITIONS) == ["learned", "none", "rope", "xpos"]
+    assert sorted(POSITIONS) == ["learned", "none", "rope", "sinusoidal", "xpos"]
+
+
+def test_sinusoidal_positions_match_transformers_kosmos2_table_with_its_offset():
+    from transformers.models.kosmos2.modeling_kosmos2 import Kosmos2TextSinusoidalPositionalEmbedding as Ref
+
+    cfg = _cfg("sinusoidal")
+    cfg.position_offset = 2
+    pos = build_positions(cfg)
+    ids = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    ref = Ref.get_embedding(16, cfg.dim, padding_idx=None)  # rows: absolute table indices
+    assert torch.allclose(pos.embed(ids)[0], ref[2:8], atol=1e-6)  # position 0 sits at index 2
+    assert not list(pos.parameters()) and pos.tables(ids, ids) is None

@@ -132,10 +132,12 @@ def _int_list(value: str) -> list[int]:
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N examples of each task.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the demo draws.")
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
+@click.option("--world", type=click.Path(exists=True, file_okay=False),
+              help="World directory for the world tasks (default: the run's data.world; needed by imported runs).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, out, batch_size, device) -> None:
+def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device) -> None:
     """Evaluate PATH (a run directory's last checkpoint, or a checkpoint directory) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
@@ -153,7 +155,7 @@ def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, out, 
             raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
         overrides[task] = where
     evaluate(path, names, _int_list(shots), trials, limit, [a for a in ablations.split(",") if a], seed, overrides,
-             out, batch_size, device, echo=click.echo)  # fmt: skip
+             out, batch_size, device, echo=click.echo, world=world)  # fmt: skip
 
 
 @main.group(cls=_Group)
@@ -255,6 +257,13 @@ def analyze() -> None:
     """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures)."""
 
 
+def _world_option(f):
+    return click.option(
+        "--world", type=click.Path(exists=True, file_okay=False),
+        help="World directory (default: the run's data.world; needed by imported runs).",
+    )(f)  # fmt: skip
+
+
 def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
     return Path(out) if out else Path(run_dir) / "analysis" / kind
 
@@ -262,13 +271,14 @@ def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
 @analyze.command("probe")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/probe).")
-def analyze_probe(run_dir: str, out: str | None) -> None:
+@_world_option
+def analyze_probe(run_dir: str, out: str | None, world: str | None) -> None:
     """Layer-wise probes for colour, size and shape on text and image states, cross-modal and
     grounded->vision-only transfer, with control tasks."""
     from analysis.probing import run_probing
 
     target = _analysis_out(run_dir, out, "probe")
-    df = run_probing(run_dir, target)
+    df = run_probing(run_dir, target, world=world)
     click.echo(f"{len(df)} probe results -> {target}/probing.csv, probing.png")
 
 
@@ -277,12 +287,13 @@ def analyze_probe(run_dir: str, out: str | None) -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attribute).")
 @click.option("--limit", default=12, show_default=True, help="World VQA questions to attribute.")
 @click.option("--steps", default=32, show_default=True, help="Integration steps.")
-def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int) -> None:
+@_world_option
+def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int, world: str | None) -> None:
     """Integrated-gradients attribution of VQA answers to image patches vs text tokens."""
     from analysis.attribution import run_attribution
 
     target = _analysis_out(run_dir, out, "attribute")
-    df = run_attribution(run_dir, target, limit, steps)
+    df = run_attribution(run_dir, target, limit, steps, world=world)
     click.echo(f"image share {df['image_share'].mean():.3f} over {len(df)} answers -> {target}/attribution.csv")
 
 
@@ -290,12 +301,13 @@ def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int) -> 
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attention).")
 @click.option("--limit", default=16, show_default=True, help="World VQA prompts to average over.")
-def analyze_attention(run_dir: str, out: str | None, limit: int) -> None:
+@_world_option
+def analyze_attention(run_dir: str, out: str | None, limit: int, world: str | None) -> None:
     """Text->image attention mass per layer and head, and patch-grid overlays."""
     from analysis.attention import run_attention
 
     target = _analysis_out(run_dir, out, "attention")
-    run_attention(run_dir, target, limit)
+    run_attention(run_dir, target, limit, world=world)
     click.echo(f"attention -> {target}/attention_mass.csv, attention_mass.png, attention_overlays.png")
 
 
@@ -310,6 +322,29 @@ def analyze_transfer(grid_files, out: str, results: str | None, scale: str) -> N
 
     summary, comp = run_transfer(list(grid_files), out, results, scale)
     click.echo(f"{len(summary)} arm rows, {len(comp)} comparisons -> {out}")
+
+
+@main.group("import", cls=_Group)
+def import_() -> None:
+    """Convert checkpoints from other formats into xmt run directories."""
+
+
+@import_.command("kosmos2")
+@click.argument("hf_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="The run directory to write (new).")
+def import_kosmos2_command(hf_dir: str, out: str) -> None:
+    """Import a local Kosmos-2 checkpoint in Hugging Face format (config.json, model.safetensors,
+    tokenizer.json; e.g. microsoft/kosmos-2-patch14-224 downloaded beforehand) as a run directory that
+    `xmt eval`, `xmt analyze` and the notebooks read like a trained run."""
+    from toolkit.importers.kosmos2 import CheckpointFormatError, import_kosmos2
+
+    try:
+        run = import_kosmos2(hf_dir, out)
+    except CheckpointFormatError as err:
+        raise click.ClickException(str(err)) from None
+    info = json.loads((run / "import.json").read_text())
+    click.echo(f"imported {hf_dir} -> {run} ({info['text_params']:,} text parameters; "
+               f"image placeholder token {info['special_tokens']['image_pad']})")  # fmt: skip
 
 
 @main.group(cls=_Group)

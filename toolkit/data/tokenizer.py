@@ -31,12 +31,16 @@ SPECIAL_STRINGS = {
 class Tokenizer:
     """Text <-> ids (no special tokens added by encode); `special` holds the special ids."""
 
-    def __init__(self, hf: HFTokenizer, source: str = "") -> None:
+    def __init__(self, hf: HFTokenizer, source: str = "", special_strings: dict[str, str] | None = None) -> None:
         self.hf = hf
         self.source = source
+        unknown = sorted(set(special_strings or {}) - set(SPECIAL_STRINGS))
+        if unknown:
+            raise ValueError(f"special token override {', '.join(unknown)}: valid: {', '.join(SPECIAL_STRINGS)}")
+        self.strings = {**SPECIAL_STRINGS, **(special_strings or {})}
         ids = {}
         missing = []
-        for field, string in SPECIAL_STRINGS.items():
+        for field, string in self.strings.items():
             token_id = hf.token_to_id(string)
             if token_id is None:
                 missing.append(string)
@@ -87,19 +91,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return Tokenizer(hf, source="trained")
 
 
-def load_tokenizer(path: str | os.PathLike, add_missing_special: bool = False) -> Tokenizer:
+def load_tokenizer(
+    path: str | os.PathLike, add_missing_special: bool = False, special_strings: dict[str, str] | None = None
+) -> Tokenizer:
     """From a tokenizer.json file, or a directory holding one (a world build or a local HF model dir).
 
     A tokenizer from elsewhere may lack some of xmt's special tokens; with `add_missing_special`
-    they are appended after its vocabulary (the model's `tokens` config must then use those ids).
+    they are appended after its vocabulary (the model's `tokens` config must then use those ids), or
+    `special_strings` names tokens of its own to play those roles (e.g. image_pad: an unused token).
     """
     path = Path(path)
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no tokenizer.json (expected a file written by the tokenizers library)")
     hf = HFTokenizer.from_file(str(file))
+    strings = {**SPECIAL_STRINGS, **(special_strings or {})}
     if add_missing_special:
-        missing = [s for s in SPECIAL_STRINGS.values() if hf.token_to_id(s) is None]
+        missing = [s for s in strings.values() if hf.token_to_id(s) is None]
         if missing:
             hf.add_special_tokens(missing)
-    return Tokenizer(hf, source=str(file))
+    return Tokenizer(hf, source=str(file), special_strings=special_strings)

@@ -56,7 +56,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", batch_size: in
     if run_dir is None:
         raise FileNotFoundError(f"{checkpoint}: no run directory above it to read the tokenizer from")
     cfg = load_run(run_dir)
-    tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer))
+    tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer), special_strings=cfg.data.special_tokens)
     model = load_model(checkpoint, device=device)
     step = json.loads((checkpoint / "state.json").read_text())["step"] if (checkpoint / "state.json").is_file() else 0
     adapter = ModelAdapter(model, tokenizer, image_transform(cfg), batch_size)
@@ -208,10 +208,14 @@ def evaluate(
     batch_size: int = 16,
     device: str = "cpu",
     echo: Callable[[str], None] = print,
+    world: str | os.PathLike | None = None,
 ) -> list[dict]:
-    """Evaluate `tasks` on a run's last checkpoint (or a checkpoint); returns the result records."""
+    """Evaluate `tasks` on a run's last checkpoint (or a checkpoint); returns the result records.
+    `world` replaces the run's data.world for the world tasks (an imported model has none)."""
     specs = [TASKS.get(t) for t in tasks]  # unknown names fail before any work
     loaded = load_checkpoint(path, device, batch_size)
+    if world is not None:
+        loaded.world = str(world)
     out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     image_size = loaded.adapter.transform.size if loaded.adapter.transform else 32

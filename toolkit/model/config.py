@@ -29,7 +29,8 @@ class DecoderConfig:
     activation_dropout: float = 0.0  # dropout after the FFN activation
     norm: str = "subln"  # subln: Magneto (pre-LN + LN before out_proj and fc2) | preln: plain pre-LN
     init: str = "magneto"  # magneto: scale fc1/fc2/out_proj/v_proj by sqrt(log 2N) | standard
-    positions: str = "xpos"  # xpos | rope | learned | none (see toolkit.model.positions)
+    positions: str = "xpos"  # xpos | rope | learned | sinusoidal | none (see toolkit.model.positions)
+    position_offset: int = 0  # sinusoidal: index of position 0 in the table (Kosmos-2: 2)
     xpos_scale_base: int = 512  # xPos: queries scaled by zeta^(c/scale_base), keys by its inverse
     rope_theta: float = 10000.0  # rotary base for xpos and rope
     attention: str = "auto"  # auto | xformers | sdpa | eager (see toolkit.model.attention)
@@ -64,9 +65,13 @@ class VisionConfig:
     heads: int = 16
     mlp_dim: int = 4096
     channels: int = 3
+    post_layernorm: bool = False  # clip: apply the tower's post-LayerNorm to every token (Kosmos-2)
+    normalize: bool = False  # L2-normalise each feature vector before the resampler (Kosmos-2)
 
     def __post_init__(self) -> None:
         _choice("vision.freeze", self.freeze, ("all", "all_but_last", "none"))
+        if self.post_layernorm and self.kind != "clip":
+            raise ConfigError(f"vision.post_layernorm applies to vision.kind: clip, not '{self.kind}'")
         if self.image_size % self.patch_size:
             raise ConfigError(
                 f"vision.image_size={self.image_size} is not divisible by vision.patch_size={self.patch_size}"

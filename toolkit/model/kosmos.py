@@ -77,7 +77,10 @@ class KosmosModel(nn.Module):
         if self.vision is None:
             raise ImageSpanError("this model has no vision tower (vision.kind: none) but images were given")
         param = next(self.resampler.parameters())
-        return self.hook_image_embeds(self.resampler(self.vision(images.to(dtype=param.dtype))))
+        features = self.vision(images.to(dtype=param.dtype))
+        if self.cfg.vision.normalize:
+            features = F.normalize(features, dim=-1)
+        return self.hook_image_embeds(self.resampler(features))
 
     def image_positions(self, input_ids: Tensor, num_images: int) -> Tensor:
         """(B, T) bool of placeholder positions, after checking every span against N and the images."""

@@ -1,4 +1,4 @@
-"""Position encodings: xPos (Kosmos-1), RoPE, learned absolute, none.
+"""Position encodings: xPos (Kosmos-1), RoPE, learned absolute, sinusoidal absolute (Kosmos-2), none.
 
 Relative encodings (xpos, rope) rotate q and k inside attention; absolute ones (learned) add a vector
 to the input embeddings. A decoder computes the tables once per forward and every layer applies them.
@@ -12,6 +12,7 @@ with the prompt's centre and each new token is rotated with the same one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -134,6 +135,27 @@ class LearnedPositions(PositionEncoding):
 
     def init_weights(self) -> None:
         nn.init.normal_(self.weight, std=self.cfg.dim**-0.5)
+
+
+def sinusoidal_table(num: int, dim: int) -> Tensor:
+    """(num, dim) fixed table as fairseq/tensor2tensor lay it out: [sin | cos] halves, frequencies
+    exp(-j log(10000) / (dim/2 - 1)) for j < dim/2 (Kosmos-2's text model uses this layout)."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    angles = torch.arange(num, dtype=torch.float32)[:, None] * freq[None]
+    table = torch.cat([angles.sin(), angles.cos()], dim=1)
+    return torch.cat([table, torch.zeros(num, dim % 2)], dim=1) if dim % 2 else table
+
+
+@POSITIONS.register("sinusoidal")
+class SinusoidalPositions(PositionEncoding):
+    """Fixed sinusoidal vectors added to the inputs at index position + `decoder.position_offset`
+    (Kosmos-2: 2, its padding id + 1: the first real token sits at index 2). No parameters."""
+
+    def embed(self, position_ids: Tensor) -> Tensor:
+        index = position_ids + self.cfg.position_offset
+        table = sinusoidal_table(int(index.max()) + 1, self.cfg.dim).to(position_ids.device)
+        return table[index]
 
 
 def build_positions(cfg: DecoderConfig) -> PositionEncoding:

@@ -86,7 +86,10 @@ class ClipVision(nn.Module):
         self.model.load_state_dict(loaded.state_dict())
 
     def forward(self, pixels: Tensor) -> Tensor:
-        return self.model(pixel_values=pixels).last_hidden_state  # (M, P+1, width)
+        features = self.model(pixel_values=pixels).last_hidden_state  # (M, P+1, width)
+        if self.cfg.post_layernorm:
+            features = getattr(self.model, "vision_model", self.model).post_layernorm(features)
+        return features
 
 
 class ViTBlock(nn.Module):

@@ -27,6 +27,8 @@ class DataConfig:
     world_seed: int = 0  # ... and this world seed (recorded separately from the training seed)
     world_overrides: dict[str, Any] = field(default_factory=dict)  # ... and these WorldConfig fields
     tokenizer: str = "{world}/tokenizer.json"  # tokenizer.json (or a directory holding one)
+    # token strings that play xmt's special roles in a tokenizer from elsewhere, e.g. {image_pad: ...}
+    special_tokens: dict[str, str] = field(default_factory=dict)
     streams: list[StreamConfig] = field(default_factory=list)  # batch_size is global (split over ranks)
     max_len: int = 128  # tokens per sequence
     max_images: int = 5  # images per interleaved sequence (the paper keeps at most 5)

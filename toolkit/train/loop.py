@@ -155,7 +155,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
                 f"stream '{s.name}': batch_size={s.batch_size} is not divisible by {info.world_size} processes"
             )
     ensure_world(cfg, info)
-    tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer))
+    tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer), special_strings=cfg.data.special_tokens)
     cfg = resolve_model(cfg, tokenizer)
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, info.device))
     if not resume:
