@@ -189,12 +189,25 @@ def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
 @click.option("--jobs", default=1, show_default=True, help="Cells at a time (local pool; threads are shared out).")
 @click.option("--executor", type=click.Choice(["local", "submitit-local", "slurm"]), default="local", show_default=True)
 @click.option("--retry-failed", is_flag=True, help="Also rerun cells that failed before.")
-def grid_run(grid_file: str, scale: str, results: str | None, jobs: int, executor: str, retry_failed: bool) -> None:
+@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE",
+              help="submitit parameter for --executor slurm, e.g. slurm_partition=gpu, gpus_per_node=8, "
+                   "timeout_min=1440 (repeatable; numbers are read as numbers).")  # fmt: skip
+def grid_run(grid_file: str, scale: str, results: str | None, jobs: int, executor: str, retry_failed: bool,
+             slurm: tuple[str, ...]) -> None:  # fmt: skip
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, half-finished ones resume."""
+    import yaml
+
     from toolkit.grid.run import run_grid
     from toolkit.grid.spec import load_grid
 
-    states = run_grid(load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo)
+    params = {}
+    for item in slurm:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--slurm expects KEY=VALUE, got {item!r}")
+        params[key] = yaml.safe_load(value)
+    states = run_grid(load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo,
+                      slurm=params or None)  # fmt: skip
     failed = [c for c, s in states.items() if s == "failed"]
     click.echo(
         f"{sum(s == 'done' for s in states.values())}/{len(states)} cells done"
