@@ -388,8 +388,8 @@ def paper_build(results: str, out: str, grids: str | None, scale: str, analysis:
               help="Budget: smoke (seconds per cell, for CI) or tiny (a laptop CPU).")  # fmt: skip
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory (a rerun continues it).")
 def reproduce(scale: str, out: str) -> None:
-    """The main job: model check -> world -> the paper's grids (train + eval) -> analysis -> paper tables,
-    then the artifacts and the headline transfer effects. Resumable: a rerun continues."""
+    """The main job: model check -> world -> the paper's grids (train + eval) -> analysis -> paper tables
+    and figures, then the artifacts and the headline transfer effects. Resumable: a rerun continues."""
     from toolkit.reproduce import run_reproduce
 
     ok = run_reproduce(scale=scale, out=out, echo=click.echo)

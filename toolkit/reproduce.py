@@ -1,7 +1,8 @@
 """`xmt reproduce`: the main job, stage by stage, resumable.
 
-model check -> world build -> the paper's grids (train + evaluate every cell) -> analysis of one
-multimodal run -> paper tables -> a summary of every artifact and the headline transfer effects.
+model check -> world build -> the paper's grids (train + evaluate every cell; cells that train the
+same model share one run) -> analysis of one multimodal run -> paper tables and figures -> a summary
+of every artifact and the headline transfer effects.
 A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU).
 Every stage reuses what a previous, interrupted run finished.
 """
