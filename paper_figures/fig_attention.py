@@ -32,7 +32,7 @@ def build(ctx: Context):
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title("text→image mass", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.08, pad=0.12, location="left")
+    fig.colorbar(im, ax=ax, fraction=0.05, pad=0.12, location="bottom")
     for r in range(rows):
         ax = fig.add_subplot(grid[r, 1])
         ax.imshow(images[r])

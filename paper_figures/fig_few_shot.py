@@ -55,13 +55,14 @@ def build(ctx: Context):
                 color=colour,
                 label=ABLATION_NAMES.get(ablation, ablation),
             )
-            if line["ci_lo"].notna().all():
-                ax.fill_between(line["shots"], 100 * line["ci_lo"], 100 * line["ci_hi"], color=colour, alpha=0.15)
+            if line["ci_lo"].notna().all():  # scores are >= 0: the band is clipped there
+                lo = (100 * line["ci_lo"]).clip(lower=0)
+                ax.fill_between(line["shots"], lo, 100 * line["ci_hi"], color=colour, alpha=0.12)
         ax.set_xlabel("demonstrations k")
         ax.set_ylabel(ylabel)
         ax.set_title(task)
         ax.set_xticks(sorted(sub["shots"].unique()))
     axes[0][-1].legend(loc="best", fontsize=8)
     seeds = int(df["seeds"].max())
-    fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% CI over {seeds} seeds)", y=1.04)
+    fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% t-interval over {seeds} seeds)", y=1.04)
     return paths + save(fig, ctx.out, "fig_few_shot")

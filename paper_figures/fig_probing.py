@@ -21,18 +21,20 @@ def build(ctx: Context):
     df["series"] = df["modality"] + " (" + df["setting"] + ")"
     attributes = list(dict.fromkeys(df["attribute"]))
     fig, axes = plt.subplots(1, len(attributes), figsize=(4.2 * len(attributes), 3.4), squeeze=False, sharey=True)
+    series = list(dict.fromkeys(df["series"]))
+    palette = dict(zip(series, sns.color_palette(n_colors=len(series))))
     for ax, attribute in zip(axes[0], attributes):
         sub = df[df["attribute"] == attribute]
-        sns.lineplot(
-            data=sub, x="layer", y="accuracy", hue="series", marker="o", ax=ax, legend=ax is axes[0][-1], errorbar=None
-        )
+        sns.lineplot(data=sub, x="layer", y="accuracy", hue="series", palette=palette, marker="o", ax=ax,
+                     legend=False, errorbar=None)  # fmt: skip
         chance = sub["chance"].dropna()
         if len(chance):
             ax.axhline(float(chance.iloc[0]), color="grey", ls="--", lw=1, label="chance")
         ax.set_title(attribute)
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_xticks(sorted(sub["layer"].unique()))
-    if axes[0][-1].get_legend() is not None:
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1, 1), fontsize=7, title=None)
-    fig.suptitle("Linear probes by layer and modality (held-out categories)")
+    handles = [plt.Line2D([], [], color=palette[name], marker="o", label=name) for name in series]
+    handles.append(plt.Line2D([], [], color="grey", ls="--", label="chance"))
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
+    fig.suptitle("Linear probes by layer and modality", y=1.03)
     return [write_rows_csv(ctx, "fig_probing", df.drop(columns="series"))] + save(fig, ctx.out, "fig_probing")

@@ -55,5 +55,5 @@ def build(ctx: Context):
         ax.set_xlabel("step")
     axes[0][0].set_ylabel("training loss (token mean)")
     axes[0][0].legend()
-    fig.suptitle(f"Training curves, mean and min-max over {df['seed'].nunique()} seeds")
+    fig.suptitle(f"Training curves, mean and min-max over {df['seed'].nunique()} seeds", y=1.04)
     return [write_rows_csv(ctx, "fig_training_curves", summary)] + save(fig, ctx.out, "fig_training_curves")
