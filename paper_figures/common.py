@@ -204,3 +204,14 @@ def write_rows_csv(ctx: Context, name: str, df: pd.DataFrame) -> Path:
     df.round(6).to_csv(tmp, index=False)
     tmp.replace(final)
     return final
+
+
+def few_shot_table(ctx: Context, name: str, title: str, task: str, paper: list[tuple[str, list[str]]],
+                   notes: list[str], shots: tuple[int, ...] = (2, 4, 8), control_k: int = 4) -> list[Path]:  # fmt: skip
+    """A paper_vs_ours table of the few-shot grid for one world task: k = 0 and `shots`, the blank-demo
+    control at `control_k`, and k shots − zero-shot paired over seeds and examples."""
+    columns = [Column("world k=0", task)] + [Column(f"world k={k}", f"{task}-{k}shot") for k in shots]
+    columns.append(Column(f"world k={control_k}, blank demo images", f"{task}-{control_k}shot-blank"))
+    pairs = {f"world k={k}": (f"{task}-{k}shot", task) for k in shots}
+    return paper_vs_ours(ctx, name, title, paper, "few-shot", [(None, "Kosmos-style MLLM")], columns, notes,
+                         compare=[(None, None, "k shots − zero-shot", pairs)])  # fmt: skip

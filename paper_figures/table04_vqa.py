@@ -3,25 +3,17 @@ VQA accuracy; the few-shot grid's multimodal model)."""
 
 from __future__ import annotations
 
-from paper_figures.common import Column, Context, paper_vs_ours
-
-SHOTS = (2, 4, 8)
+from paper_figures.common import Context, few_shot_table
 
 
 def build(ctx: Context):
-    columns = [Column("world k=0", "world-vqa")]
-    columns += [Column(f"world k={k}", f"world-vqa-{k}shot") for k in SHOTS]
-    columns += [Column(f"world k={k}, blank demo images", f"world-vqa-{k}shot-blank") for k in SHOTS[-1:]]
-    pairs = {f"world k={k}": (f"world-vqa-{k}shot", "world-vqa") for k in SHOTS}
     notes = [
         "Paper: VQA accuracy (%) on VQAv2 and VizWiz test-dev; demonstrations help Kosmos-1 a little on VQAv2 (51.0 "
         "zero-shot, 51.4-51.8 with 2-8 demos) and much on VizWiz (29.2 to 39.0 at k=8).",
         "Ours: VQA accuracy (%) on the world's questions, mean [95% CI over training seeds]; the difference row is k "
         "shots minus zero-shot, paired over seeds and examples.",
     ]
-    return paper_vs_ours(
-        ctx, "table04_vqa", "Tables 4 and 5: zero- and few-shot visual question answering — paper vs ours",
-        [("table4", ["VQAv2", "VizWiz"]), ("table5", ["VQAv2 k=2", "VQAv2 k=4", "VQAv2 k=8"])],
-        "few-shot", [(None, "Kosmos-style MLLM")], columns, notes,
-        compare=[(None, None, "k shots − zero-shot", pairs)],
+    return few_shot_table(
+        ctx, "table04_vqa", "Tables 4 and 5: zero- and few-shot visual question answering — paper vs ours", "world-vqa",
+        [("table4", ["VQAv2", "VizWiz"]), ("table5", ["VQAv2 k=2", "VQAv2 k=4", "VQAv2 k=8"])], notes,
     )  # fmt: skip
