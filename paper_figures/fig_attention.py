@@ -46,4 +46,4 @@ def build(ctx: Context):
             ax.set_title(f"layer {layer}", fontsize=7)
             ax.axis("off")
     fig.suptitle("Attention from text to image")
-    return save(fig, ctx.out, "fig_attention")
+    return save(fig, ctx.out, "fig_attention", {"commit": ctx.commit, "source": str(base)})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from paper_figures.common import Context, write_rows_csv
+from paper_figures.common import Context, provenance, write_rows_csv
 from paper_figures.style import ABLATION_COLOURS, apply_style, empty_figure, save
 from toolkit.grid.stats import seed_ci
 
@@ -17,8 +17,8 @@ ABLATION_NAMES = {"none": "demos as given", "text": "text-only demos", "shuffle"
 
 
 def curves(ctx: Context) -> pd.DataFrame:
-    grid, df = ctx.frame(GRID)
-    if grid is None or df.empty:
+    _, df = ctx.frame(GRID)
+    if df.empty:
         return pd.DataFrame()
     df = df[(df["group"] == "all") & df["task"].isin([t for t, _ in TASKS])]
     rows = []
@@ -65,4 +65,5 @@ def build(ctx: Context):
     axes[0][-1].legend(loc="best", fontsize=8)
     seeds = int(df["seeds"].max())
     fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% t-interval over {seeds} seeds)", y=1.04)
-    return paths + save(fig, ctx.out, "fig_few_shot")
+    grid, raw = ctx.frame(GRID)
+    return paths + save(fig, ctx.out, "fig_few_shot", provenance(ctx, grid, raw))

@@ -37,4 +37,5 @@ def build(ctx: Context):
     handles.append(plt.Line2D([], [], color="grey", ls="--", label="chance"))
     fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.9), fontsize=8, frameon=False)
     fig.suptitle("Linear probes by layer and modality", y=1.03)
-    return [write_rows_csv(ctx, "fig_probing", df.drop(columns="series"))] + save(fig, ctx.out, "fig_probing")
+    prov = {"commit": ctx.commit, "source": str(path)}
+    return [write_rows_csv(ctx, "fig_probing", df.drop(columns="series"))] + save(fig, ctx.out, "fig_probing", prov)

@@ -35,7 +35,7 @@ def effects(ctx: Context) -> pd.DataFrame:
                 comp = compare_arms(grid, select_arm(cells, a), select_arm(cells, b), ev, group, ctx.results)
             except (ValueError, FileNotFoundError):
                 continue  # not run (yet)
-            rows.append({"grid": grid_name, "comparison": f"{a.split('=')[1]} − {b.split('=')[1]}", "eval": ev,
+            rows.append({"grid": grid_name, "cells": ",".join(sorted(c.id for c in cells)), "comparison": f"{a.split('=')[1]} − {b.split('=')[1]}", "eval": ev,
                          "group": group or "all", "what": what, "effect": comp.effect, "ci_lo": comp.ci95[0],
                          "ci_hi": comp.ci95[1], "p": comp.p_value, "seeds": comp.n_seeds, "examples": comp.n_examples})  # fmt: skip
     return pd.DataFrame(rows)
@@ -64,4 +64,6 @@ def build(ctx: Context):
     seeds = int(df["seeds"].max()) if not math.isnan(df["seeds"].max()) else 0
     ax.set_xlabel(f"paired difference (points; 95% CI over {seeds} seeds and the examples)")
     ax.set_title("Transfer effects measured on the world")
-    return paths + save(fig, ctx.out, "fig_transfer_effects")
+    prov = {"commit": ctx.commit, "grids": ",".join(dict.fromkeys(df["grid"])),
+            "cells": ",".join(sorted({c for cs in df["cells"] for c in cs.split(",")})), "seeds": seeds}  # fmt: skip
+    return paths + save(fig, ctx.out, "fig_transfer_effects", prov)

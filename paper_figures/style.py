@@ -21,15 +21,17 @@ def apply_style() -> None:
                          "svg.hashsalt": "xmt", "pdf.fonttype": 42})  # fmt: skip
 
 
-def save(fig, out: Path, name: str) -> list[Path]:
+def save(fig, out: Path, name: str, provenance: dict | None = None) -> list[Path]:
     """`name`.png and `name`.pdf under `out`, each written to a temporary name and renamed; no
-    timestamps or software versions in the files, so the same results give the same bytes."""
+    timestamps or software versions in the files, so the same results give the same bytes. The
+    provenance (commit, grid, cells, seeds or source files) goes into the PNG's Description and the
+    PDF's Subject."""
     out.mkdir(parents=True, exist_ok=True)
+    prov = "provenance: " + ", ".join(f"{k}: {v}" for k, v in (provenance or {}).items())
+    png = {"Software": None, "Description": prov}
+    pdf = {"CreationDate": None, "Producer": None, "Creator": None, "Subject": prov}
     paths = []
-    for ext, metadata in (
-        ("png", {"Software": None}),
-        ("pdf", {"CreationDate": None, "Producer": None, "Creator": None}),
-    ):
+    for ext, metadata in (("png", png), ("pdf", pdf)):
         final, tmp = out / f"{name}.{ext}", out / f"{name}.tmp.{ext}"
         fig.savefig(tmp, format=ext, bbox_inches="tight", metadata=metadata)
         tmp.replace(final)
