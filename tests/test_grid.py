@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from conftest import run_dict
@@ -135,6 +136,41 @@ def test_grids_share_the_training_of_identical_cells(tmp_path, small_world):
     assert len(list((res / "runs").iterdir())) == 2 + 2  # mllm and llm runs, and their lock files
     assert sorted(p.name for p in (res / "grid" / mllm.id / "eval").glob("*.json")) == ["world-colour.json"]
     assert sorted(p.name for p in (res / "grid" / cell.id / "eval").glob("*.json")) == ["world-size.json"]
+
+
+def test_a_run_whose_first_stage_was_trained_starts_there_and_ends_exactly_as_from_scratch(tmp_path, small_world):
+    from safetensors.torch import load_file
+
+    from toolkit.grid.run import training_key
+
+    one = run_dict(small_world, steps=4)
+    two = run_dict(small_world, steps=4)
+    two["stages"] = two["stages"] + [{"name": "more", "steps": 3, "lr": 1e-3, "warmup": 0, "schedule": "constant"}]
+    for name, base in (("a", one), ("b", two)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "base.yaml").write_text(yaml.safe_dump(base))
+        grid = {"question": "q?", "base": "base.yaml", "seeds": [0], "tasks": []}
+        (tmp_path / name / f"{name}.yaml").write_text(yaml.safe_dump(grid))
+    shared, scratch = tmp_path / "shared", tmp_path / "scratch"
+    for grid_name, root in (("a", shared), ("b", shared), ("b", scratch)):
+        result = CliRunner().invoke(
+            main, ["grid", "run", str(tmp_path / grid_name / f"{grid_name}.yaml"), "--results", str(root)]
+        )
+        assert result.exit_code == 0, result.output
+    (first,) = load_grid(tmp_path / "a" / "a.yaml").cells()
+    (second,) = load_grid(tmp_path / "b" / "b.yaml").cells()
+    status = json.loads((shared / "b" / second.id / "status.json").read_text())
+    assert status["started_from"] == training_key(first.config)  # stage one was not trained again
+    assert "started_from" not in json.loads((scratch / "b" / second.id / "status.json").read_text())
+    reused, fresh = (root / "b" / second.id / "run" for root in (shared, scratch))
+    steps = [json.loads(line) for line in (reused / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps] == list(range(1, 8))
+    assert [r["loss"] for r in steps] == [
+        json.loads(x)["loss"] for x in (fresh / "metrics.jsonl").read_text().splitlines()
+    ]
+    wa = load_file(reused / "checkpoints" / "step-0000007" / "model.safetensors")
+    wb = load_file(fresh / "checkpoints" / "step-0000007" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_a_failing_cell_is_recorded_and_retried_alone(tmp_path, small_world):

@@ -5,7 +5,9 @@ Training is shared: a cell's run lives in `<results root>/runs/<training key>/`,
 resolved training config without its name, logging and threads, and `<cell>/run` links to it. Cells
 of any grid that train the same thing (the MLLM arm of several paper grids, say) train it once and
 are each evaluated on their own tasks into `<cell>/eval/`. A lock file serialises cells that need
-the same run at the same time.
+the same run at the same time. A new run whose first stages are another finished run (pretraining,
+then instruction tuning) starts from that run's last checkpoint instead of training them again;
+resuming is exact, so the result is the same as training from scratch.
 
 Executors: `local` (a pool of N worker processes, each with its share of CPU threads; N=1 runs in
 this process), `submitit-local` (submitit's local executor) and `slurm` (submitit on a cluster).
@@ -19,12 +21,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import yaml
+
+from toolkit.config import to_dict
 from toolkit.grid.spec import Cell, Grid
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -49,8 +55,6 @@ def _write_status(cell_dir: Path, status: dict) -> None:
 
 def training_key(cfg) -> str:
     """Hash of what determines a run's weights: the config without name, logging and threads."""
-    from toolkit.config import to_dict
-
     d = to_dict(cfg)
     for key in ("name", "logging", "threads"):
         d.pop(key, None)
@@ -75,6 +79,33 @@ def shared_run(cell_dir: Path, key: str) -> Path:
     tmp.symlink_to(os.path.relpath(target, cell_dir))
     tmp.replace(link)
     return link
+
+
+def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
+    """Start `run` (new, several stages) from the finished run of its longest stage prefix, if any:
+    that run's resolved config with this run's stages, its last checkpoint and its metrics."""
+    from toolkit.train import checkpoint as ckpt
+
+    for j in range(len(cfg.stages) - 1, 0, -1):
+        source = runs_root / training_key(dataclasses.replace(cfg, stages=cfg.stages[:j]))
+        last = ckpt.latest_checkpoint(source) if (source / "config.yaml").is_file() else None
+        if last is None or ckpt.read_state(last)["step"] != sum(s.steps for s in cfg.stages[:j]):
+            continue
+        resolved = yaml.safe_load((source / "config.yaml").read_text())
+        mine = to_dict(cfg)
+        resolved.update({key: mine[key] for key in ("name", "stages", "logging", "threads")})
+        tmp = run / "checkpoints" / (last.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        shutil.copytree(last, tmp)
+        tmp.rename(run / "checkpoints" / last.name)
+        for name in ("metrics.jsonl", "env.json"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, run / name)
+        (run / "config.yaml.tmp").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        (run / "config.yaml.tmp").replace(run / "config.yaml")  # last: a run with a config resumes
+        return source
+    return None
 
 
 @dataclasses.dataclass
@@ -111,6 +142,10 @@ def run_cell(job: CellJob) -> dict:
         run = shared_run(cell_dir, key)
         with open(cell_dir.parent.parent / "runs" / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains a shared run; the others wait, then reuse it
+            if not (run / "config.yaml").is_file():
+                seeded = seed_from_prefix(cfg, run, cell_dir.parent.parent / "runs")
+                if seeded is not None:
+                    status["started_from"] = seeded.name
             if (run / "config.yaml").is_file():
                 run_training(load_run(run), run, resume=True)
             else:
