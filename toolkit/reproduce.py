@@ -46,7 +46,7 @@ FEW_SHOT = (("shots", (0, 2, 4)), ("trials", 1), ("ablations", ("none", "text", 
 SCALES = {
     "smoke": Scale("tiny", "tiny", 0.003, (0,), 8, PAPER_GRIDS, 2, ("colour",),
                    (("few-shot", FEW_SHOT + (("eval_limit", 4),)), ("language-tasks", (("shots", (0, 1)),)))),
-    "tiny": Scale("tiny", "tiny", 0.15, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape"),
+    "tiny": Scale("tiny", "tiny", 0.3, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape"),
                   (("few-shot", FEW_SHOT + (("eval_limit", 48),)),)),
 }  # fmt: skip
 
