@@ -78,9 +78,7 @@ def environment(info: DistInfo) -> dict:
 def ensure_world(cfg: RunConfig, info: DistInfo) -> None:
     """Build the world the run reads when its directory does not exist yet (main process only)."""
     world = cfg.data.world
-    if not world or Path(world, "manifest.json").is_file():
-        return
-    if info.is_main:
+    if world and not Path(world, "manifest.json").is_file() and info.is_main:
         from toolkit.world.build import build_world
         from toolkit.world.config import world_config
 
@@ -90,7 +88,7 @@ def ensure_world(cfg: RunConfig, info: DistInfo) -> None:
             build_world(wcfg, world, seed=cfg.data.world_seed, progress=False)
         except FileExistsError:  # a parallel run built it meanwhile
             pass
-    barrier(info)
+    barrier(info)  # every process passes here once, whether or not the world had to be built
 
 
 def resolve_model(cfg: RunConfig, tokenizer) -> RunConfig:
@@ -114,7 +112,9 @@ def image_transform(cfg: RunConfig) -> ImageTransform | None:
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, info: DistInfo) -> None:
     """A new run: the directory must be new or empty; the resolved config is written first."""
-    if run_dir.exists() and any(run_dir.iterdir()):
+    occupied = run_dir.exists() and any(run_dir.iterdir())
+    barrier(info)  # every process has looked before the main one writes (else a slow rank sees its files)
+    if occupied:
         raise ConfigError(f"{run_dir} exists and is not empty; continue it with: xmt train --resume {run_dir}")
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
