@@ -39,13 +39,14 @@ class AttentionMask:
 
     @property
     def is_trivial(self) -> bool:
-        """Nothing is masked at all (non-causal, no padding)."""
-        return not self.causal and self.key_valid is None
+        """Nothing is masked at all: non-causal without padding, or one query (the last position,
+        which sees every key) without padding, as in each step of cached decoding."""
+        return self.key_valid is None and (not self.causal or self.q_len == 1)
 
     @property
     def is_plain_causal(self) -> bool:
         """Square causal mask without padding (backends have a fast path for it)."""
-        return self.causal and self.key_valid is None and self.q_len == self.k_len
+        return self.causal and self.key_valid is None and self.q_len == self.k_len > 1
 
     @functools.cached_property
     def dense(self) -> Tensor | None:
