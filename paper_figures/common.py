@@ -62,14 +62,21 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+UNBOUNDED_ABOVE = ("cider",)  # the other metrics (accuracy, VQA accuracy, ROC AUC, F1) lie in [0, 1]
+
+
 def ours_cell(summary: pd.DataFrame, label: str, ev: str, group: str = "all", scale: float = 100.0) -> str:
-    """'mean [lo, hi]' (x scale) of one arm on one eval cell and group, from a seed summary."""
+    """'mean [lo, hi]' (x scale) of one arm on one eval cell and group, from a seed summary. The
+    t-interval over seeds is clipped to the metric's range (with 2 seeds it is often wider)."""
     row = summary[(summary["label"] == label) & (summary["eval"] == ev) & (summary["group"] == group)]
     if row.empty:
         return "–"
     r = row.iloc[0]
-    ci = "" if math.isnan(r["ci_lo"]) else f" [{r['ci_lo'] * scale:.1f}, {r['ci_hi'] * scale:.1f}]"
-    return f"{r['mean'] * scale:.1f}{ci}"
+    if math.isnan(r["ci_lo"]):
+        return f"{r['mean'] * scale:.1f}"
+    lo = max(r["ci_lo"], 0.0)
+    hi = r["ci_hi"] if r.get("metric") in UNBOUNDED_ABOVE else min(r["ci_hi"], 1.0)
+    return f"{r['mean'] * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
 
 
 def comparison_cell(grid: Grid, a_sel: str | None, b_sel: str | None, ev: str, group: str | None, results: Path,
@@ -89,6 +96,9 @@ def write_table(ctx: Context, name: str, title: str, header: list[str], rows: li
                 provenance: dict) -> list[Path]:  # fmt: skip
     """Markdown and LaTeX versions of one table, written under temporary names; deterministic bytes."""
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if any(r[0].endswith(tuple(f"{n} seeds" for n in range(1, 100))) for r in rows):
+        notes = [*notes, "Ours: an arm's [lo, hi] is the 95% t-interval over training seeds, clipped to the metric's "
+                         "range; a difference's is the paired bootstrap over seeds and examples."]  # fmt: skip
     prov = ", ".join(f"{k}: {v}" for k, v in provenance.items())
     md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
