@@ -81,12 +81,14 @@ def eager_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropou
 
 @BACKENDS.register("sdpa")
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout_p: float = 0.0):
-    if q.device.type == "cpu" and (q.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):
+    half = (torch.bfloat16, torch.float16)
+    if q.device.type == "cpu" and (q.dtype in half or torch.is_autocast_enabled("cpu")):
         # PyTorch's CPU flash-attention backward is ~3x slower in bf16 than in fp32 (measured on the
         # tiny preset under bf16 autocast); attention is a small share of the FLOPs, so run it in fp32
         # (autocast off, or it would cast the inputs back).
+        up = lambda t: t.float() if t.dtype in half else t  # noqa: E731
         with torch.autocast("cpu", enabled=False):
-            out, _ = sdpa_attention(q.float(), k.float(), v.float(), mask, dropout_p)
+            out, _ = sdpa_attention(up(q), up(k), up(v), mask, dropout_p)
         return out.to(q.dtype), None
     if mask.is_plain_causal:
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True, scale=1.0)
