@@ -11,9 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.common import load_run_for_analysis, save_figure, world_vqa_examples, write_csv
-from toolkit.eval.prompts import fill
-from toolkit.eval.tasks import TASKS
+from analysis.common import save_figure, vqa_study_prompts, write_csv
 from toolkit.interp.attention import attention_maps, patch_map, text_to_image_mass
 
 
@@ -25,16 +23,11 @@ def run_attention(
     world: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     out = Path(out)
-    loaded = load_run_for_analysis(run_dir, world)
-    model, adapter = loaded.adapter.model, loaded.adapter
-    if model.vision is None:
-        raise ValueError(f"{run_dir}: a text-only model has no image attention to study")
-    spec = TASKS.get("world-vqa")
-    examples = world_vqa_examples(loaded.world, limit)
+    adapter, prompts = vqa_study_prompts(run_dir, world, limit, "image attention to study")
+    model = adapter.model
     masses, rows = [], []
     overlay_data = []
-    for ex in examples:
-        ids, pixels = adapter.encode(fill(spec.prompt, ex))
+    for ex, ids, pixels in prompts:
         input_ids = torch.tensor([ids])
         maps = attention_maps(model, input_ids, pixels)
         mass = text_to_image_mass(maps)  # (L, H)
@@ -47,7 +40,7 @@ def run_attention(
     for layer in range(mean.shape[0]):
         for head in range(mean.shape[1]):
             rows.append(
-                {"layer": layer, "head": head, "text_to_image_mass": float(mean[layer, head]), "n": len(examples)}
+                {"layer": layer, "head": head, "text_to_image_mass": float(mean[layer, head]), "n": len(prompts)}
             )
     df = pd.DataFrame(rows)
     write_csv(df, out, "attention_mass")

@@ -9,9 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.common import load_run_for_analysis, save_figure, world_vqa_examples, write_csv
-from toolkit.eval.prompts import fill
-from toolkit.eval.tasks import TASKS
+from analysis.common import save_figure, vqa_study_prompts, write_csv
 from toolkit.interp.attribution import attribute
 
 
@@ -23,14 +21,10 @@ def run_attribution(
     world: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     out = Path(out)
-    loaded = load_run_for_analysis(run_dir, world)
-    model, adapter = loaded.adapter.model, loaded.adapter
-    if model.vision is None:
-        raise ValueError(f"{run_dir}: a text-only model has no image input to attribute to")
-    spec = TASKS.get("world-vqa")
+    adapter, prompts = vqa_study_prompts(run_dir, world, limit, "image input to attribute to")
+    model = adapter.model
     rows = []
-    for ex in world_vqa_examples(loaded.world, limit):
-        ids, pixels = adapter.encode(fill(spec.prompt, ex))
+    for ex, ids, pixels in prompts:
         answer = adapter.tok.encode(" " + ex.target)
         res = attribute(model, torch.tensor(ids), answer, pixels, n_steps=n_steps)
         diff = res.output - res.baseline_output

@@ -13,10 +13,8 @@ from toolkit.eval.runner import Loaded, load_checkpoint
 
 def load_run_for_analysis(run_dir: str | os.PathLike, world: str | os.PathLike | None = None) -> Loaded:
     """The run's last checkpoint in eval mode; `world` replaces its data.world (an imported model has none)."""
-    loaded = load_checkpoint(run_dir)
+    loaded = load_checkpoint(run_dir, world=world)
     loaded.adapter.model.eval()
-    if world is not None:
-        loaded.world = str(world)
     if not loaded.world:
         raise FileNotFoundError(f"{run_dir}: the run has no data.world; give the world directory (--world)")
     return loaded
@@ -82,3 +80,17 @@ def world_vqa_examples(world: str | os.PathLike, limit: int):
     from toolkit.eval.examples import LOADERS
 
     return LOADERS.get("world_vqa")(f"{world}/eval/vqa.jsonl", SkipLog())[:limit]
+
+
+def vqa_study_prompts(run_dir: str | os.PathLike, world: str | os.PathLike | None, limit: int, needs: str):
+    """The run's adapter and its first `limit` world VQA prompts, encoded: [(example, ids, pixels)].
+    A text-only model is an error naming what the study `needs` (it has no image input)."""
+    from toolkit.eval.prompts import fill
+    from toolkit.eval.tasks import TASKS
+
+    loaded = load_run_for_analysis(run_dir, world)
+    adapter = loaded.adapter
+    if adapter.model.vision is None:
+        raise ValueError(f"{run_dir}: a text-only model has no {needs}")
+    prompt = TASKS.get("world-vqa").prompt
+    return adapter, [(ex, *adapter.encode(fill(prompt, ex))) for ex in world_vqa_examples(loaded.world, limit)]

@@ -96,7 +96,7 @@ def write_table(ctx: Context, name: str, title: str, header: list[str], rows: li
                 provenance: dict) -> list[Path]:  # fmt: skip
     """Markdown and LaTeX versions of one table, written under temporary names; deterministic bytes."""
     ctx.out.mkdir(parents=True, exist_ok=True)
-    if any(r[0].endswith(tuple(f"{n} seeds" for n in range(1, 100))) for r in rows):
+    if any("— ours" in r[0] for r in rows):
         notes = [*notes, "Ours: an arm's [lo, hi] is the 95% t-interval over training seeds, clipped to the metric's "
                          "range; a difference's is the paired bootstrap over seeds and examples."]  # fmt: skip
     prov = ", ".join(f"{k}: {v}" for k, v in provenance.items())

@@ -16,8 +16,8 @@ ABLATION_NAMES = {"none": "demos as given", "text": "text-only demos", "shuffle"
                   "blank": "blank demo images"}  # fmt: skip
 
 
-def curves(ctx: Context) -> pd.DataFrame:
-    _, df = ctx.frame(GRID)
+def curves(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and t-interval over seeds per task, control and k, from the grid's collected results."""
     if df.empty:
         return pd.DataFrame()
     df = df[(df["group"] == "all") & df["task"].isin([t for t, _ in TASKS])]
@@ -39,7 +39,8 @@ def build(ctx: Context):
     apply_style()
     import matplotlib.pyplot as plt
 
-    df = curves(ctx)
+    grid, raw = ctx.frame(GRID)
+    df = curves(raw)
     paths = [write_rows_csv(ctx, "fig_few_shot", df)]
     if df.empty:
         return paths + save(empty_figure(f"no stored results for grid '{GRID}' yet"), ctx.out, "fig_few_shot")
@@ -65,5 +66,4 @@ def build(ctx: Context):
     axes[0][-1].legend(loc="best", fontsize=8)
     seeds = int(df["seeds"].max())
     fig.suptitle(f"Few-shot curves with ablated-demo controls (mean, 95% t-interval over {seeds} seeds)", y=1.04)
-    grid, raw = ctx.frame(GRID)
     return paths + save(fig, ctx.out, "fig_few_shot", provenance(ctx, grid, raw))

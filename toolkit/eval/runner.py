@@ -38,8 +38,11 @@ class Loaded:
     run_dir: Path | None
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu", batch_size: int = 16) -> Loaded:
-    """A run directory (its last checkpoint) or a checkpoint directory -> model, tokenizer, transform."""
+def load_checkpoint(
+    path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, world: str | os.PathLike | None = None
+) -> Loaded:
+    """A run directory (its last checkpoint) or a checkpoint directory -> model, tokenizer, transform.
+    `world` replaces the run's data.world (an imported model has none)."""
     from toolkit.train import checkpoint as ckpt
     from toolkit.train.loop import image_transform, load_run
 
@@ -60,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu", batch_size: in
     model = load_model(checkpoint, device=device)
     step = json.loads((checkpoint / "state.json").read_text())["step"] if (checkpoint / "state.json").is_file() else 0
     adapter = ModelAdapter(model, tokenizer, image_transform(cfg), batch_size)
-    return Loaded(adapter, checkpoint, step, cfg.data.world, run_dir)
+    return Loaded(adapter, checkpoint, step, str(world) if world is not None else cfg.data.world, run_dir)
 
 
 def clean_answer(text: str) -> str:
@@ -213,9 +216,7 @@ def evaluate(
     """Evaluate `tasks` on a run's last checkpoint (or a checkpoint); returns the result records.
     `world` replaces the run's data.world for the world tasks (an imported model has none)."""
     specs = [TASKS.get(t) for t in tasks]  # unknown names fail before any work
-    loaded = load_checkpoint(path, device, batch_size)
-    if world is not None:
-        loaded.world = str(world)
+    loaded = load_checkpoint(path, device, batch_size, world)
     out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
     image_size = loaded.adapter.transform.size if loaded.adapter.transform else 32

@@ -157,15 +157,13 @@ def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
     strings, tokens = special_token_roles(tokenizer_file)
     cfg = model_config(hf_cfg, tokens)
     weights = convert_weights(read_weights(hf_dir), cfg.decoder.tie_embeddings)
-    with torch.device("meta"):
-        model = build_model(cfg, init=False)
-    missing = sorted(set(model.state_dict()) - set(weights))
-    unexpected = sorted(set(weights) - set(model.state_dict()))
+    model = build_model(cfg, init=False)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(weights)), sorted(set(weights) - expected)
     if missing or unexpected:
         raise CheckpointFormatError(
             f"{hf_dir}: weights do not match the config (missing {missing[:4]}, unexpected {unexpected[:4]})"
         )
-    model = build_model(cfg, init=False)
     model.load_state_dict(weights, strict=True)
 
     tmp = out.with_name(out.name + ".importing")
