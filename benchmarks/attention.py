@@ -54,7 +54,8 @@ def measure_one(backend: str, seq: int, args) -> dict:
     dtype = getattr(torch, args.dtype)
     q, k, v = _inputs(args.batch, args.heads, seq, args.head_dim, args.device, dtype)
     mask = AttentionMask(seq, seq, causal=True, device=torch.device(args.device))
-    grad = torch.ones(args.batch, args.heads, seq, args.head_dim, device=args.device, dtype=dtype)
+    # The output's gradient arrives as the decoder's output projection gives it back: (B, T, H, D).
+    grad = torch.ones(args.batch, seq, args.heads, args.head_dim, device=args.device, dtype=dtype).transpose(1, 2)
 
     def step():
         out, _ = attend(q, k, v, mask, backend)

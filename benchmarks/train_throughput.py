@@ -1,7 +1,7 @@
 """Train-step throughput of the tiny preset next to Hugging Face LlamaForCausalLM at equal dimensions.
 
-Every number comes from this one process: the same random token batch, forward + backward + AdamW
-step, median over repeats after warm-up. Rows: xmt at fp32 (the default), with bf16 autocast, with
+Every number comes from this one process: the same random token batch, forward + backward + clipping
++ AdamW step (the trainer's optimizer for both models), median over repeats after warm-up. Rows: xmt at fp32 (the default), with bf16 autocast, with
 torch.compile; xmt on a multimodal batch (text + captions); HF Llama at fp32 and with bf16 autocast.
 """
 
@@ -16,6 +16,8 @@ import torch
 
 from toolkit.data.format import IMAGE, build_sequence, collate
 from toolkit.model import build_model, preset_config
+from toolkit.train.config import OptimConfig, StageConfig
+from toolkit.train.optim import build_optimizer
 from toolkit.train.precision import resolve_precision
 
 
@@ -35,30 +37,29 @@ def measure_round_robin(steps_by_row: dict, tokens: dict, warmup: int, repeats: 
     return {name: statistics.median(r) for name, r in rates.items()}
 
 
-def xmt_step(model, batch: dict, bf16: bool):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def train_step(model, forward, bf16: bool):
+    """One optimizer step as `xmt train` takes it: AdamW from the trainer (fused, decay on matrices
+    only), autocast when bf16, gradient clipping. HF Llama gets the very same step."""
+    optim = build_optimizer(model, OptimConfig(), StageConfig(lr=1e-4))
 
     def step():
         optim.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(**batch).loss
+            loss = forward()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         optim.step()
 
     return step
+
+
+def xmt_step(model, batch: dict, bf16: bool):
+    # As the trainer calls it: the loss fused with the output layer, no logits kept.
+    return train_step(model, lambda: model(**batch, return_logits=False).loss, bf16)
 
 
 def hf_step(model, ids: torch.Tensor, bf16: bool):
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def step():
-        optim.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optim.step()
-
-    return step
+    return train_step(model, lambda: model(input_ids=ids, labels=ids).loss, bf16)
 
 
 def main() -> None:

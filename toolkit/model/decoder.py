@@ -94,7 +94,9 @@ class FeedForward(nn.Module):
         self.ffn_layernorm = nn.LayerNorm(cfg.ffn_dim, eps=cfg.layernorm_eps) if cfg.norm == "subln" else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = F.gelu(self.fc1(x).float()).type_as(x)
+        # GELU of a half-precision input is computed in fp32 and rounded once (as fc2 would round it),
+        # so under autocast h stays in bf16 and, on the CPU, so does the Sub-LN: no casts in the FFN.
+        h = F.gelu(self.fc1(x))
         return self.fc2(self.ffn_layernorm(self.activation_dropout(h)))
 
 
@@ -171,9 +173,13 @@ class Decoder(nn.Module):
                     if any(key in name for key in MAGNETO_SCALED):
                         p.mul_(self.magneto_gamma)
 
+    @property
+    def output_weight(self) -> Tensor:
+        """(vocab, dim): the output projection, or the token embeddings when they are tied."""
+        return self.embed_tokens.weight if self.output_projection is None else self.output_projection.weight
+
     def logits(self, hidden: Tensor) -> Tensor:
-        weight = self.embed_tokens.weight if self.output_projection is None else self.output_projection.weight
-        return F.linear(hidden, weight)
+        return F.linear(hidden, self.output_weight)
 
     def forward(
         self,

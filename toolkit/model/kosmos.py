@@ -17,6 +17,7 @@ from torch import nn
 
 from toolkit.model.config import ModelConfig
 from toolkit.model.decoder import Decoder, HookPoint, KVCache
+from toolkit.model.loss import fused_output_nll
 from toolkit.model.resampler import build_resampler
 from toolkit.model.vision import apply_freeze, build_vision
 
@@ -29,7 +30,7 @@ class ImageSpanError(ValueError):
 
 @dataclass
 class KosmosOutput:
-    logits: Tensor  # (B, T, vocab)
+    logits: Tensor | None  # (B, T, vocab); None when the forward was asked for the loss only
     loss: Tensor | None = None  # mean next-token NLL over text targets
     num_loss_tokens: Tensor | None = None  # how many targets the loss averages over
     hidden: Tensor | None = None  # (B, T, dim) final hidden states
@@ -152,22 +153,31 @@ class KosmosModel(nn.Module):
         use_cache: bool = False,
         need_weights: bool = False,
         compute_loss: bool = True,
+        return_logits: bool = True,
     ) -> KosmosOutput:
         """input_ids (B, T); images (M, C, H, W); attention_mask (B, T), True = real token;
-        loss_mask (B, T), False = do not predict this token (e.g. an instruction prompt)."""
+        loss_mask (B, T), False = do not predict this token (e.g. an instruction prompt).
+
+        `return_logits=False` (training) computes the loss fused with the output projection, in chunks,
+        without keeping the (B, T, vocab) logits (`toolkit.model.loss`); the output's logits are None."""
         embeds = self.embed(input_ids, images)
         out = self.decoder(embeds, attention_mask, position_ids, cache, use_cache, need_weights)
-        logits = self.decoder.logits(out.hidden)
+        with_loss = compute_loss and input_ids.shape[1] > 1
+        logits = self.decoder.logits(out.hidden) if return_logits or not with_loss else None
         result = KosmosOutput(logits, hidden=out.hidden, cache=out.cache, attentions=out.attentions)
-        if compute_loss and input_ids.shape[1] > 1:
+        if with_loss:
             keep = self.loss_targets(input_ids, attention_mask, loss_mask)
             # Position t predicts token t+1. The last position has no target: it gets a dummy one and
-            # weight 0, so the logits are used as they are (no copy of a shifted slice).
-            B, T, V = logits.shape
-            targets = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1)
-            weight = torch.cat([keep, keep.new_zeros(B, 1)], dim=1)
-            nll = F.cross_entropy(logits.reshape(B * T, V).float(), targets.reshape(-1), reduction="none")
+            # weight 0, so every position's logits are used as they are (no copy of a shifted slice).
+            B, T, _ = out.hidden.shape
+            targets = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1).reshape(-1)
+            weight = torch.cat([keep, keep.new_zeros(B, 1)], dim=1).reshape(-1)
+            if logits is None:
+                total = fused_output_nll(out.hidden.reshape(B * T, -1), self.decoder.output_weight, targets, weight)
+            else:
+                nll = F.cross_entropy(logits.reshape(B * T, -1).float(), targets, reduction="none")
+                total = (nll * weight).sum()
             count = keep.sum()
-            result.loss = (nll * weight.reshape(-1)).sum() / count.clamp(min=1)
+            result.loss = total / count.clamp(min=1)
             result.num_loss_tokens = count
         return result

@@ -325,6 +325,7 @@ def _train_step(
                         None if b.images is None else b.images.to(info.device),
                         b.attention_mask.to(info.device),
                         None if b.loss_mask is None else b.loss_mask.to(info.device),
+                        return_logits=False,  # the loss fused with the output layer
                     )
                 count = (
                     step_tokens
