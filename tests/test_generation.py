@@ -161,3 +161,43 @@ def test_generation_never_emits_image_or_padding_tokens():
         assert not banned & set(out)
     for hyps in beam_search(model, ids, images, mask, max_new_tokens=4, num_beams=3):
         assert all(not banned & set(h.tokens) for h in hyps)
+
+
+def test_kv_cache_grows_past_its_room_and_can_be_reused():
+    """Decoding one token at a time well past the cache's first room gives the full forward's logits;
+    a second continuation from an older cache is not disturbed by the first (nor the first by it)."""
+    model = tiny_model(decoder={"max_len": 128})
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(7, 64, (2, 90), generator=g)
+    with torch.no_grad():
+        full = model(ids, compute_loss=False).logits
+        out = model(ids[:, :4], use_cache=True, compute_loss=False)
+        prompt_cache, steps = out.cache, [out.logits]
+        cache = prompt_cache
+        for t in range(4, 90):  # the first room holds 4 + 64 tokens: it grows on the way
+            out = model(ids[:, t : t + 1], cache=cache, use_cache=True, compute_loss=False)
+            steps.append(out.logits)
+            cache = out.cache
+        assert (torch.cat(steps, 1) - full).abs().max() <= 1e-5
+        # Another continuation from the prompt's cache, after the first one wrote past it.
+        other = torch.randint(7, 64, (2, 3), generator=g)
+        branch = model(other, cache=prompt_cache, use_cache=True, compute_loss=False).logits
+        want = model(torch.cat([ids[:, :4], other], 1), compute_loss=False).logits[:, 4:]
+        assert (branch - want).abs().max() <= 1e-5
+        # ... and the first continuation's cache still reads its own tokens.
+        last = model(ids[:, :1], cache=cache, use_cache=True, compute_loss=False).logits
+        want = model(torch.cat([ids, ids[:, :1]], 1), compute_loss=False).logits[:, -1:]
+        assert (last - want).abs().max() <= 1e-5
+
+
+def test_kv_cache_with_given_position_ids_equals_full_forward():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(7, 64, (2, 10), generator=g)
+    positions = torch.arange(3, 13).expand(2, 10)  # e.g. a prompt that starts at an offset
+    with torch.no_grad():
+        full = model.decoder(model.embed(ids), position_ids=positions).hidden
+        out = model.decoder(model.embed(ids[:, :6]), position_ids=positions[:, :6], use_cache=True)
+        # The continuation takes default positions: they go on after the largest given one.
+        rest = model.decoder(model.embed(ids[:, 6:]), cache=out.cache, use_cache=True).hidden
+    assert (torch.cat([out.hidden, rest], 1) - full).abs().max() <= 1e-5

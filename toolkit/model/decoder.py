@@ -27,27 +27,77 @@ MAGNETO_SCALED = ("fc1", "fc2", "out_proj", "v_proj")
 
 @dataclass
 class KVCache:
-    """Keys (rotated) and values per layer, with their positions; new tokens are rotated with the
-    same xPos `centre` (only position offsets enter q.k, so the centre need not move)."""
+    """Keys (rotated) and values per layer, and what the next tokens need to continue: which cached
+    keys are padding, the position of the next real token, and the xPos `centre` the keys were rotated
+    with (only position offsets enter q.k, so the centre need not move while decoding).
 
-    keys: list[Tensor] = field(default_factory=list)  # per layer (B, H, S, D)
+    Keys and values live in buffers with free room at the end: a decoding step writes its token into
+    the room instead of copying the whole cache (the room grows by a quarter when full). Caches made
+    from one another share buffers; only the newest may write into them, so running a second forward
+    from an older cache (two continuations of one prompt) copies its part first and both stay correct.
+    """
+
+    keys: list[Tensor] = field(default_factory=list)  # per layer (B, H, capacity, D); slots >= length are free
     values: list[Tensor] = field(default_factory=list)
-    positions: Tensor | None = None  # (B, S) position ids of the cached keys
-    valid: Tensor | None = None  # (B, S) bool, False = padding
-    centre: int = 0  # xPos centre the cached keys were rotated with
+    length: int = 0
+    valid: Tensor | None = None  # (B, length) bool, False = padding; None: no padding anywhere
+    next_position: Tensor | None = None  # (B, 1) long: the position the next real token gets by default
+    centre: int = 0
+    rotary: RotaryTables | None = None  # tables for positions 0..L-1 with this centre, read by each step
+    newest: list[int] = field(default_factory=lambda: [0])  # shared by caches on the same buffers: the
+    # length of the newest one (the only one that may write)
+    start: int = 0  # where the tokens of the forward that made this cache begin
+    in_place: bool = False  # whether that forward may write into the shared buffers
 
-    @property
-    def length(self) -> int:
-        return 0 if self.positions is None else self.positions.shape[1]
+    def layer(self, i: int) -> tuple[Tensor, Tensor]:
+        """Layer i's cached keys and values, (B, H, length, D) each."""
+        return self.keys[i][:, :, : self.length], self.values[i][:, :, : self.length]
+
+    def extend(self, new_tokens: int, **state) -> KVCache:
+        """The cache after `new_tokens` more tokens; each layer fills its part with `append`."""
+        own = self.newest[0] == self.length  # nobody has extended this cache before
+        out = KVCache(list(self.keys), list(self.values), self.length + new_tokens, **state)
+        out.newest = self.newest if own else [0]
+        if not own:
+            out.keys, out.values = (
+                [k[:, :, : self.length] for k in self.keys],
+                [v[:, :, : self.length] for v in self.values],
+            )
+        out.newest[0] = out.length
+        out.start, out.in_place = self.length, own
+        return out
+
+    def append(self, i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store layer i's new keys and values (B, H, T, D) after the cached ones; return all of them."""
+        start, end = self.start, self.length
+        if i == len(self.keys):  # a layer with nothing cached yet
+            self.keys.append(k.new_empty(0))
+            self.values.append(v.new_empty(0))
+        old_k, old_v = self.keys[i], self.values[i]
+        if not self.in_place or old_k.dim() != 4 or old_k.shape[2] < end:
+            room = end + max(64, end // 4)
+            new_k = k.new_empty(*k.shape[:2], room, k.shape[3])
+            new_v = v.new_empty(*v.shape[:2], room, v.shape[3])
+            if start:
+                new_k[:, :, :start] = old_k[:, :, :start]
+                new_v[:, :, :start] = old_v[:, :, :start]
+            self.keys[i], self.values[i] = old_k, old_v = new_k, new_v
+        old_k[:, :, start:end] = k
+        old_v[:, :, start:end] = v
+        return old_k[:, :, :end], old_v[:, :, :end]
 
     def reorder(self, index: Tensor) -> KVCache:
         """Select batch rows (beam search)."""
+        keys, values = zip(*(self.layer(i) for i in range(len(self.keys))), strict=True) if self.keys else ((), ())
         return KVCache(
-            [k.index_select(0, index) for k in self.keys],
-            [v.index_select(0, index) for v in self.values],
-            self.positions.index_select(0, index),
-            self.valid.index_select(0, index),
+            [k.index_select(0, index) for k in keys],
+            [v.index_select(0, index) for v in values],
+            self.length,
+            None if self.valid is None else self.valid.index_select(0, index),
+            self.next_position.index_select(0, index),
             self.centre,
+            self.rotary,
+            [self.length],
         )
 
 
@@ -68,21 +118,23 @@ class SelfAttention(nn.Module):
         x: Tensor,
         mask: AttentionMask,
         rotary: RotaryTables | None,
-        past: tuple[Tensor, Tensor] | None = None,
+        cache: KVCache | None = None,
+        index: int = 0,
         need_weights: bool = False,
-    ) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+    ) -> tuple[Tensor, Tensor | None]:
+        """With `cache` (extended for these tokens), this layer's (`index`) new keys and values are
+        stored in it and the queries attend over all of them."""
         B, T, _ = x.shape
         q = (self.q_proj(x) * self.head_dim**-0.5).view(B, T, self.heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
         v = self.v_proj(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, k, rotary)  # the new tokens only; cached keys are rotated already
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        present = (k, v)
+        if cache is not None:
+            k, v = cache.append(index, k, v)
         backend = "eager" if need_weights else self.backend
         out, weights = attend(q, k, v, mask, backend, self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, dim)
-        return self.out_proj(self.inner_attn_ln(out)), present, weights
+        return self.out_proj(self.inner_attn_ln(out)), weights
 
 
 class FeedForward(nn.Module):
@@ -97,7 +149,9 @@ class FeedForward(nn.Module):
         # GELU of a half-precision input is computed in fp32 and rounded once (as fc2 would round it),
         # so under autocast h stays in bf16 and, on the CPU, so does the Sub-LN: no casts in the FFN.
         h = F.gelu(self.fc1(x))
-        return self.fc2(self.ffn_layernorm(self.activation_dropout(h)))
+        if self.training:  # dropout modules are called only in training (each call costs ~4 us when decoding)
+            h = self.activation_dropout(h)
+        return self.fc2(self.ffn_layernorm(h))
 
 
 class HookPoint(nn.Identity):
@@ -116,11 +170,13 @@ class DecoderLayer(nn.Module):
         self.hook_mlp_out = HookPoint()  # (B, T, dim) FFN sublayer output, before the residual add
         self.hook_resid_post = HookPoint()  # (B, T, dim) the residual stream after this block
 
-    def forward(self, x, mask, rotary, past=None, need_weights=False):
-        h, present, weights = self.self_attn(self.self_attn_layer_norm(x), mask, rotary, past, need_weights)
-        x = x + self.dropout(self.hook_attn_out(h))
-        x = x + self.dropout(self.hook_mlp_out(self.ffn(self.final_layer_norm(x))))
-        return self.hook_resid_post(x), present, weights
+    def forward(self, x, mask, rotary, cache=None, index=0, need_weights=False):
+        h, weights = self.self_attn(self.self_attn_layer_norm(x), mask, rotary, cache, index, need_weights)
+        h = self.hook_attn_out(h)
+        x = x + (self.dropout(h) if self.training else h)
+        h = self.hook_mlp_out(self.ffn(self.final_layer_norm(x)))
+        x = x + (self.dropout(h) if self.training else h)
+        return self.hook_resid_post(x), weights
 
 
 @dataclass
@@ -196,51 +252,58 @@ class Decoder(nn.Module):
         """
         B, T, _ = inputs_embeds.shape
         device = inputs_embeds.device
+        cached = cache is not None and cache.length > 0
         valid = (
             attention_mask.bool() if attention_mask is not None else torch.ones(B, T, dtype=torch.bool, device=device)
         )
-        if position_ids is None:
-            position_ids = default_position_ids(valid, cache)
-        k_pos = position_ids if cache is None or cache.length == 0 else torch.cat([cache.positions, position_ids], 1)
-        k_valid = valid if cache is None or cache.length == 0 else torch.cat([cache.valid, valid], 1)
-        # Skip the padding mask (and the host sync that checks it) when no mask was ever given. Under
-        # torch.compile the mask is kept as given: a host sync there would split the graph.
-        eager = not torch.compiler.is_compiling()
-        unpadded = attention_mask is None and (
-            cache is None or cache.length == 0 or (eager and bool(cache.valid.all()))
-        )
-        if not unpadded and eager and bool(k_valid.all()):
-            unpadded = True
-        mask = AttentionMask(T, k_pos.shape[1], causal=True, key_valid=None if unpadded else k_valid, device=device)
-        cached = cache is not None and cache.length > 0
+        start = cache.next_position if cached else torch.zeros(B, 1, dtype=torch.long, device=device)
+        default_positions = position_ids is None
+        if default_positions:
+            # Positions count real tokens only (left padding does not shift them).
+            position_ids = start.expand(B, T) if T == 1 else (valid.long().cumsum(dim=1) - 1).clamp(min=0) + start
+            next_position = start + valid.sum(dim=1, keepdim=True)
+        else:
+            last = torch.where(valid, position_ids + 1, 0).amax(dim=1, keepdim=True)
+            next_position = torch.maximum(start, last)
+        k_len = T + (cache.length if cached else 0)
+        # Padding: None when there is none. Without a mask there is none to add; with one, its rows are
+        # checked once on the host (not under torch.compile, where a host sync would split the graph).
+        k_valid = cache.valid if cached else None
+        padded = attention_mask is not None and (torch.compiler.is_compiling() or not bool(valid.all()))
+        if padded or k_valid is not None:
+            old = k_valid if k_valid is not None else valid.new_ones(B, k_len - T)
+            k_valid = torch.cat([old, valid], dim=1)
+        mask = AttentionMask(T, k_len, causal=True, key_valid=k_valid, device=device)
         centre = cache.centre if cached else -(-T // 2)  # xPos: the prompt's centre, kept while decoding
-        rotary = self.positions.tables(position_ids, position_ids, centre)
+        table = cache.rotary if cached else None
+        if use_cache and default_positions:
+            # Decoding: tables for every position up to twice the cache length are made once (default
+            # positions count real tokens, so they stay below the number of keys) and each step reads
+            # its rows, instead of computing angles and xPos scales again.
+            if table is None or table.q_cos.shape[2] < k_len:
+                span = torch.arange(max(2 * k_len, self.cfg.max_len), device=device)[None]
+                table = self.positions.tables(span, span, centre)
+            rotary = None if table is None else table.select(position_ids)
+        else:
+            rotary = self.positions.tables(position_ids, position_ids, centre)
 
         x = inputs_embeds * self.embed_scale
         absolute = self.positions.embed(position_ids)
         if absolute is not None:
             x = x + absolute
-        x = self.dropout(x)
+        if self.training:
+            x = self.dropout(x)
 
-        new_cache = KVCache(positions=k_pos, valid=k_valid, centre=centre) if use_cache else None
+        new_cache = None
+        if use_cache or cached:
+            state = {"valid": k_valid, "next_position": next_position, "centre": centre, "rotary": table}
+            new_cache = (cache if cache is not None else KVCache()).extend(T, **state)
         attentions = [] if need_weights else None
         for i, layer in enumerate(self.layers):
-            past = (cache.keys[i], cache.values[i]) if cache is not None and cache.length else None
             if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x, present, weights = checkpoint(layer, x, mask, rotary, past, need_weights, use_reentrant=False)
+                x, weights = checkpoint(layer, x, mask, rotary, new_cache, i, need_weights, use_reentrant=False)
             else:
-                x, present, weights = layer(x, mask, rotary, past, need_weights)
-            if new_cache is not None:
-                new_cache.keys.append(present[0])
-                new_cache.values.append(present[1])
+                x, weights = layer(x, mask, rotary, new_cache, i, need_weights)
             if attentions is not None:
                 attentions.append(weights)
-        return DecoderOutput(self.layer_norm(x), new_cache, attentions)
-
-
-def default_position_ids(valid: Tensor, cache: KVCache | None = None) -> Tensor:
-    """Positions count real tokens only (left padding does not shift them); continue after a cache."""
-    start = 0 if cache is None or cache.length == 0 else (cache.positions.max(dim=1).values + 1)[:, None]
-    if cache is not None and cache.length:
-        start = torch.where(cache.valid.any(dim=1, keepdim=True), start, torch.zeros_like(start))
-    return (valid.long().cumsum(dim=1) - 1).clamp(min=0) + start
+        return DecoderOutput(self.layer_norm(x), new_cache if use_cache else None, attentions)

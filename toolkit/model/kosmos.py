@@ -95,7 +95,10 @@ class KosmosModel(nn.Module):
         Reads the ids on the host; kept out of torch.compile graphs (it runs eagerly between them)."""
         tok = self.cfg.tokens
         placeholders = input_ids == tok.image_pad
-        starts = (input_ids == tok.image).nonzero().tolist()
+        opens = input_ids == tok.image
+        if num_images == 0 and not bool((opens | placeholders).any()):
+            return  # plain text (each decoding step): one host read
+        starts = opens.nonzero().tolist()
         if len(starts) != num_images:
             raise ImageSpanError(f"the batch has {len(starts)} <image> spans but {num_images} images were given")
         if num_images == 0:

@@ -44,6 +44,19 @@ class RotaryTables:
     def k_complex(self) -> Tensor:
         return torch.complex(self.k_cos[..., ::2], self.k_sin[..., ::2])
 
+    def select(self, pos: Tensor) -> RotaryTables:
+        """The tables at positions `pos` (B, T), read from tables made for positions 0, 1, ..., L-1 (batch
+        1): one index per table instead of computing angles and scales again (each decoding step)."""
+        flat = pos.reshape(-1)
+
+        def rows(t: Tensor) -> Tensor:
+            return t[0, 0].index_select(0, flat).view(*pos.shape, -1)[:, None]
+
+        out = RotaryTables(rows(self.q_cos), rows(self.q_sin), rows(self.k_cos), rows(self.k_sin))
+        out.__dict__["q_complex"] = rows(self.q_complex)  # filled in, as the cached property would be
+        out.__dict__["k_complex"] = rows(self.k_complex)
+        return out
+
 
 def rotate_every_two(x: Tensor) -> Tensor:
     """(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)."""
