@@ -5,7 +5,8 @@
 #      a KV cache), the auto backend, an FSDP2 step equal to the unsharded model;
 #   3. attention backends' time and memory at 2048 and 4096 (benchmarks/attention.py);
 #   4. MFU of the kosmos-1.3b decoder train step: bf16, xformers vs sdpa, compiled vs not (benchmarks/mfu.py).
-# Results go to $OUT (default benchmarks/gpu_results/) as text files; MFU_ROWS overrides mfu.py --rows.
+# Results go to $OUT (default benchmarks/gpu_results/) as text files; MFU_ROWS overrides mfu.py --rows;
+# CHECKS picks the parts (default: tests,attention,mfu).
 set -uo pipefail
 OUT=${OUT:-benchmarks/gpu_results}
 mkdir -p "$OUT"
@@ -21,9 +22,16 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 "$PY" -c "import torch, xformers; print('torch', torch.__version__, '| xformers', xformers.__version__)" | tee -a "$OUT/device.txt"
 
-echo "== gpu tests"
-timeout 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.txt"
-echo "== attention backends"
-timeout 120 "$PY" benchmarks/attention.py --seqs 2048,4096 --batch 4 --heads 32 2>&1 | tee "$OUT/attention.txt"
-echo "== MFU, kosmos-1.3b decoder train step"
-timeout 330 "$PY" benchmarks/mfu.py ${MFU_ROWS:+--rows "$MFU_ROWS"} 2>&1 | tee "$OUT/mfu.txt"
+CHECKS=${CHECKS:-tests,attention,mfu}
+if [[ ",$CHECKS," == *",tests,"* ]]; then
+    echo "== gpu tests"
+    timeout 240 "$PY" -m pytest -m gpu -q -p no:cacheprovider tests 2>&1 | tee "$OUT/gpu_tests.txt"
+fi
+if [[ ",$CHECKS," == *",attention,"* ]]; then
+    echo "== attention backends"
+    timeout 120 "$PY" benchmarks/attention.py --seqs 2048,4096 --batch 4 --heads 32 2>&1 | tee "$OUT/attention.txt"
+fi
+if [[ ",$CHECKS," == *",mfu,"* ]]; then
+    echo "== MFU, kosmos-1.3b decoder train step"
+    timeout 330 "$PY" benchmarks/mfu.py ${MFU_ROWS:+--rows "$MFU_ROWS"} 2>&1 | tee "$OUT/mfu.txt"
+fi

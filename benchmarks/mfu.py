@@ -52,9 +52,11 @@ def run_one(args) -> dict:
 
     def step():
         optim.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = step_model(ids).loss
-        loss.backward()
+        for _ in range(args.accum):  # micro-batches of one optimizer step, as optim.grad_accum
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                # As the trainer calls it: the loss fused with the output layer (`logits` rows: from logits).
+                loss = step_model(ids, return_logits=args.logits).loss
+            (loss / args.accum).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
         optim.step()
         return loss
@@ -72,13 +74,14 @@ def run_one(args) -> dict:
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     sec = statistics.median(times)
-    tokens = args.batch * args.seq
+    tokens = args.batch * args.seq * args.accum
     achieved = flops_per_token * tokens / sec / 1e12
     name = torch.cuda.get_device_name()
     peak = peak_tflops(name)
     return {
         "device": name, "preset": args.preset, "attention": args.attention, "compile": args.compile,
-        "checkpointing": args.checkpointing, "batch": args.batch, "seq": args.seq, "matmul_params": n_matmul,
+        "checkpointing": args.checkpointing, "loss_from": "logits" if args.logits else "fused",
+        "batch": args.batch, "accum": args.accum, "seq": args.seq, "matmul_params": n_matmul,
         "step_s": round(sec, 4), "tokens_per_s": round(tokens / sec), "tflops": round(achieved, 1),
         "mfu": round(achieved / peak, 3) if peak else None, "warmup_s": round(warmup_s, 1),
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "loss": round(float(loss), 3),
@@ -91,9 +94,11 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=2048)
     parser.add_argument(
         "--rows",
-        default="xformers:model:8,sdpa:model:8,sdpa:blocks:8,sdpa:blocks:4",
-        help="comma-separated ATTENTION:COMPILE:BATCH[:ckpt] rows; COMPILE: eager (none) | blocks "
-        "(decoder.compile: each block) | model (torch.compile of the whole model, loss included)",
+        default="xformers:model:12,sdpa:model:12,sdpa:model:8:accum4",
+        help="comma-separated ATTENTION:COMPILE:BATCH[:ckpt][:logits][:accumN] rows; COMPILE: eager (none) | blocks "
+        "(decoder.compile: each block) | model (torch.compile of the whole model, loss included); ckpt: "
+        "gradient checkpointing; logits: the loss from full logits instead of fused with the output layer; "
+        "accumN: N micro-batches per optimizer step",
     )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
@@ -105,7 +110,9 @@ def main() -> None:
     if args.one:
         parts = args.one.split(":")
         args.attention, args.compile, args.batch = parts[0], parts[1], int(parts[2])
-        args.checkpointing = len(parts) > 3 and parts[3] == "ckpt"
+        args.checkpointing = "ckpt" in parts[3:]
+        args.accum = next((int(p[5:]) for p in parts[3:] if p.startswith("accum")), 1)
+        args.logits = "logits" in parts[3:]
         print(json.dumps(run_one(args)))
         return
     rows = []

@@ -85,7 +85,7 @@ def test_fsdp2_step_matches_the_unsharded_model(monkeypatch):
             run = []
             for _ in range(3):
                 optim.zero_grad(set_to_none=True)
-                loss = model(ids).loss
+                loss = model(ids, return_logits=False).loss  # as the trainer: the loss fused with the output
                 loss.backward()
                 optim.step()
                 run.append(loss.item())
@@ -120,3 +120,20 @@ def test_cuda_padding_and_cache_masks_match_between_backends(backend):
     assert greedy_search(model, ids.cuda(), None, mask.cuda(), max_new_tokens=3) == greedy_search(
         cpu, ids, None, mask, max_new_tokens=3
     )
+
+
+@pytest.mark.gpu
+def test_cuda_fused_loss_matches_the_loss_from_logits_under_bf16():
+    """On CUDA under bf16 autocast, the trainer's fused loss gives the logits path's loss and gradients."""
+    ids = torch.randint(7, 60, (4, 32), generator=torch.Generator().manual_seed(1)).cuda()
+    grads = []
+    for return_logits in (True, False):
+        model = tiny_model(seed=6, vision={"kind": "none"}).cuda().train()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(ids, return_logits=return_logits).loss
+        loss.backward()
+        grads.append((loss.detach(), {k: p.grad.float() for k, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = grads
+    assert abs(loss_a.item() - loss_b.item()) <= 1e-2 * abs(loss_a.item())
+    for name, grad in grads_a.items():
+        assert (grads_b[name] - grad).abs().max() <= 2e-2 * grad.abs().max() + 1e-6, name
