@@ -21,6 +21,9 @@ from toolkit.data.images import ImageTransform
 from toolkit.data.mixture import Mixture, StreamConfig
 from toolkit.data.tokenizer import load_tokenizer
 from toolkit.model import build_model, preset_config
+from toolkit.train.config import OptimConfig, StageConfig
+from toolkit.train.optim import build_optimizer
+from toolkit.train.precision import resolve_precision
 from toolkit.world.build import build_world
 from toolkit.world.config import world_config
 
@@ -61,7 +64,8 @@ def main() -> None:
     cfg = preset_config("tiny", {"decoder": {"vocab_size": max(tok.vocab_size, 8)}})
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optim = build_optimizer(model, OptimConfig(), StageConfig(lr=1e-3))  # the trainer's AdamW
+    bf16 = resolve_precision("auto", "cpu") == "bf16"  # the trainer's default precision on this CPU
     mix = make_mixture(args.world, model.num_image_tokens, args.max_len)
     per_step = sum(BATCH.values())
 
@@ -72,7 +76,11 @@ def main() -> None:
     def train():
         for step in batches:
             optim.zero_grad(set_to_none=True)
-            loss = sum(model(b.input_ids, b.images, b.attention_mask, b.loss_mask).loss for b in step.values())
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = sum(
+                    model(b.input_ids, b.images, b.attention_mask, b.loss_mask, return_logits=False).loss
+                    for b in step.values()
+                )
             loss.backward()
             optim.step()
 
