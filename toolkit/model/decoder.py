@@ -270,9 +270,11 @@ class Decoder(nn.Module):
         # checked once on the host (not under torch.compile, where a host sync would split the graph).
         k_valid = cache.valid if cached else None
         padded = attention_mask is not None and (torch.compiler.is_compiling() or not bool(valid.all()))
-        if padded or k_valid is not None:
+        if k_valid is not None or (padded and cached):
             old = k_valid if k_valid is not None else valid.new_ones(B, k_len - T)
             k_valid = torch.cat([old, valid], dim=1)
+        elif padded:
+            k_valid = valid
         mask = AttentionMask(T, k_len, causal=True, key_valid=k_valid, device=device)
         centre = cache.centre if cached else -(-T // 2)  # xPos: the prompt's centre, kept while decoding
         table = cache.rotary if cached else None
