@@ -278,14 +278,14 @@ class Decoder(nn.Module):
         mask = AttentionMask(T, k_len, causal=True, key_valid=k_valid, device=device)
         centre = cache.centre if cached else -(-T // 2)  # xPos: the prompt's centre, kept while decoding
         table = cache.rotary if cached else None
-        if use_cache and default_positions:
+        if use_cache and default_positions and self.positions.rotary:
             # Decoding: tables for every position up to twice the cache length are made once (default
             # positions count real tokens, so they stay below the number of keys) and each step reads
             # its rows, instead of computing angles and xPos scales again.
             if table is None or table.q_cos.shape[2] < k_len:
                 span = torch.arange(max(2 * k_len, self.cfg.max_len), device=device)[None]
                 table = self.positions.tables(span, span, centre)
-            rotary = None if table is None else table.select(position_ids)
+            rotary = table.select(position_ids)
         else:
             rotary = self.positions.tables(position_ids, position_ids, centre)
 

@@ -83,6 +83,8 @@ def _interleave(t: Tensor) -> Tensor:
 class PositionEncoding(nn.Module):
     """Base: no absolute embedding and no rotation."""
 
+    rotary = False  # whether `tables` returns rotation tables (relative encodings)
+
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -128,6 +130,8 @@ class NoPositions(PositionEncoding):
 
 @POSITIONS.register("rope")
 class RotaryPositions(PositionEncoding):
+    rotary = True
+
     def tables(self, q_pos: Tensor, k_pos: Tensor, centre: int | None = None) -> RotaryTables:
         d, theta = self.cfg.head_dim, self.cfg.rope_theta
         qa, ka = rotary_angles(q_pos, d, theta), rotary_angles(k_pos, d, theta)
@@ -136,6 +140,8 @@ class RotaryPositions(PositionEncoding):
 
 @POSITIONS.register("xpos")
 class XPosPositions(PositionEncoding):
+    rotary = True
+
     def tables(self, q_pos: Tensor, k_pos: Tensor, centre: int | None = None) -> RotaryTables:
         d, theta = self.cfg.head_dim, self.cfg.rope_theta
         if centre is None:
