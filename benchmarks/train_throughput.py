@@ -1,8 +1,10 @@
 """Train-step throughput of the tiny preset next to Hugging Face LlamaForCausalLM at equal dimensions.
 
-Every number comes from this one process: the same random token batch, forward + backward + clipping
-+ AdamW step (the trainer's optimizer for both models), median over repeats after warm-up. Rows: xmt at fp32 (the default), with bf16 autocast, with
-torch.compile; xmt on a multimodal batch (text + captions); HF Llama at fp32 and with bf16 autocast.
+Every number comes from this one process: the same random token batch; forward, loss, backward,
+clipping and an AdamW step (the trainer's optimizer for both models); median over repeats after
+warm-up, the rows taking turns. Rows: xmt in fp32 and in bf16 autocast (`precision: auto` picks one
+of the two for this machine: the default-settings ratio uses it), compiled with torch.compile, on a
+multimodal batch (captions with images); HF Llama in fp32 (its default) and in bf16 autocast.
 """
 
 from __future__ import annotations
