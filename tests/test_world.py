@@ -101,9 +101,30 @@ def test_leakage_report_counts_planted_mentions():
     assert report["vision_only_leaks"] == {"lemon": {"text": 2}} and report["vision_only_total"] == 2
 
 
+def test_text_priors_measure_what_shared_attributes_give_away():
+    """A kind shared only with grounded categories of the same colour and a larger size gives the
+    vision-only colour and size away; a place shared with nobody gives nothing."""
+    cats = [
+        Category("lemon", "yellow", 2, "fruit", "garden", grounded=False),
+        Category("melon", "green", 4, "gourd", "field", grounded=False),
+        Category("banana", "yellow", 3, "fruit", "kitchen", grounded=True),
+        Category("quince", "yellow", 3, "fruit", "orchard", grounded=True),
+        Category("pumpkin", "orange", 6, "gourd", "barn", grounded=True),
+        Category("zucchini", "green", 5, "gourd", "market", grounded=True),
+    ]
+    priors = leakage_report(cats, {})["text_priors"]
+    assert priors["vision_only"] == 2 and priors["colour"]["chance"] == round(1 / 11, 4)
+    # lemon: fruit peers all yellow -> right; melon: gourd peers orange/green tie -> "green" (first in
+    # COLOURS order) -> right. Sizes: fruit mean 3 < gourd mean 5.5, as lemon 2 < melon 4 -> right.
+    assert priors["colour"]["by_kind"] == 1.0 and priors["size"]["by_kind"] == 1.0
+    # No vision-only place is shared: no colour answer, equal size predictions (half a point).
+    assert priors["colour"]["by_place"] == 0.0 and priors["size"]["by_place"] == 0.5
+
+
 def test_default_world_has_no_vision_only_leaks_and_knobs_move_the_counts(world, tmp_path):
     report = json.loads((world / "leakage.json").read_text())
     assert report["vision_only_total"] == 0
+    assert set(report["text_priors"]) == {"colour", "size", "vision_only"} and report["text_priors"]["vision_only"] > 0
     assert all(s["grounded_colour"] > 0 for n, s in report["streams"].items() if n in ("text", "pairs", "interleaved"))
     leaky = build_world(
         world_config("tiny", {**SMALL, "leakage": {"vision_only_caption": 0.5, "vision_only_text": 0.3}}),

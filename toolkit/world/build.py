@@ -173,4 +173,11 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
         f"({sum(not cat.grounded for cat in categories)} vision-only), {len(manifest)} files, "
         f"vision-only leaks {report['vision_only_total']} -> {out}"
     )
+    priors = report["text_priors"]
+    if priors["vision_only"]:
+        echo(
+            "text priors of vision-only facts (answering as the grounded categories of the same kind do): "
+            f"colour {priors['colour']['by_kind']:.0%} (chance {priors['colour']['chance']:.0%}), "
+            f"size comparisons {priors['size']['by_kind']:.0%} (chance 50%); see leakage.json"
+        )
     return {"manifest": manifest, "seconds": seconds, "leakage": report}
