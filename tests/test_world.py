@@ -18,7 +18,7 @@ from toolkit.data.shards import SkipLog
 from toolkit.data.tokenizer import load_tokenizer
 from toolkit.world.build import build_world
 from toolkit.world.config import world_config
-from toolkit.world.leakage import leakage_report
+from toolkit.world.leakage import leakage_report, text_priors
 from toolkit.world.ontology import COLOURS, Category, build_ontology
 from toolkit.world.raven import candidates, make_matrix
 
@@ -119,6 +119,18 @@ def test_text_priors_measure_what_shared_attributes_give_away():
     assert priors["colour"]["by_kind"] == 1.0 and priors["size"]["by_kind"] == 1.0
     # No vision-only place is shared: no colour answer, equal size predictions (half a point).
     assert priors["colour"]["by_place"] == 0.0 and priors["size"]["by_place"] == 0.5
+
+
+def test_shuffled_text_attributes_remove_the_kind_and_place_cues():
+    real = build_ontology(127, 0.5, seed=0)
+    shuffled = build_ontology(127, 0.5, seed=0, shuffle_text_attributes=True)
+    facts = lambda cats: [(c.name, c.colour, c.size, c.shape, c.grounded) for c in cats]  # noqa: E731
+    assert facts(shuffled) == facts(real)  # same nouns, colours, sizes, shapes and split
+    assert sorted((c.kind, c.place) for c in shuffled) == sorted((c.kind, c.place) for c in real)
+    assert sum(a.kind != b.kind for a, b in zip(real, shuffled, strict=True)) > 100
+    cue, no_cue = text_priors(real), text_priors(shuffled)
+    assert cue["colour"]["by_kind"] >= 0.2 and cue["size"]["by_kind"] >= 0.7  # real nouns: kind tells a lot
+    assert no_cue["colour"]["by_kind"] <= 0.15 and no_cue["size"]["by_kind"] <= 0.6
 
 
 def test_default_world_has_no_vision_only_leaks_and_knobs_move_the_counts(world, tmp_path):

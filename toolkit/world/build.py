@@ -108,7 +108,7 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     start = time.perf_counter()
-    categories = build_ontology(cfg.num_categories, cfg.vision_only_fraction, seed)
+    categories = build_ontology(cfg.num_categories, cfg.vision_only_fraction, seed, cfg.text_attributes == "shuffled")
     corpora = Corpora(cfg, categories, seed)
     per = cfg.samples_per_shard
     c = cfg.counts

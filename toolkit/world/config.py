@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.config import from_dict, merge
+from toolkit.config import ConfigError, from_dict, merge
 from toolkit.registry import Registry
 
 
@@ -43,6 +43,10 @@ class EvalCounts:
 class WorldConfig:
     num_categories: int = 127  # how many nouns of the ontology to use (balanced over colours)
     vision_only_fraction: float = 0.5  # share of categories per colour whose colour/size is never in text
+    # real: each noun keeps its own kind and place, stated in text for every category; being real they
+    # go with colour and size (leakage.json `text_priors` measures how far) | shuffled: kinds and places
+    # dealt out at random over the categories, so the text holds no such cue to vision-only facts
+    text_attributes: str = "real"
     image_size: int = 32  # rendered image side in pixels
     colour_jitter: int = 18  # +- per RGB channel around the canonical colour
     scene_fraction: float = 0.15  # share of pairs that show two objects (relative size)
@@ -54,6 +58,10 @@ class WorldConfig:
     leakage: LeakageConfig = field(default_factory=LeakageConfig)
     counts: StreamCounts = field(default_factory=StreamCounts)
     eval: EvalCounts = field(default_factory=EvalCounts)
+
+    def __post_init__(self) -> None:
+        if self.text_attributes not in ("real", "shuffled"):
+            raise ConfigError(f"world.text_attributes: unknown value '{self.text_attributes}'; valid: real, shuffled")
 
 
 WORLD_PRESETS: Registry[dict[str, Any]] = Registry("world preset")

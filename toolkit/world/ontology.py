@@ -77,9 +77,12 @@ def base_nouns() -> list[Category]:
     return out
 
 
-def build_ontology(num_categories: int, vision_only_fraction: float, seed: int) -> list[Category]:
+def build_ontology(
+    num_categories: int, vision_only_fraction: float, seed: int, shuffle_text_attributes: bool = False
+) -> list[Category]:
     """Pick categories balanced over colours, give each a shape (unique within its colour) and split
-    them, per colour, into text-grounded and vision-only."""
+    them, per colour, into text-grounded and vision-only. `shuffle_text_attributes` deals the chosen
+    nouns' (kind, place) pairs out at random over them, so that neither says anything of colour or size."""
     nouns = base_nouns()
     if num_categories > len(nouns):
         raise ValueError(f"world.num_categories={num_categories} exceeds the {len(nouns)} nouns of the ontology")
@@ -92,6 +95,12 @@ def build_ontology(num_categories: int, vision_only_fraction: float, seed: int) 
         for c in COLOURS:
             if by_colour[c] and len(chosen) < num_categories:
                 chosen.append(by_colour[c].pop(0))
+    if shuffle_text_attributes:  # its own random stream: the rest of the world stays as without it
+        order = np.random.default_rng([seed, 2]).permutation(len(chosen))
+        chosen = [
+            Category(n.name, n.colour, n.size, chosen[j].kind, chosen[j].place)
+            for n, j in zip(chosen, order, strict=True)
+        ]
     out = []
     for c in COLOURS:
         group = [n for n in chosen if n.colour == c]
