@@ -47,51 +47,53 @@ class KVCache:
     newest: list[int] = field(default_factory=lambda: [0])  # shared by caches on the same buffers: the
     # length of the newest one (the only one that may write)
     start: int = 0  # where the tokens of the forward that made this cache begin
-    in_place: bool = False  # whether that forward may write into the shared buffers
 
     def layer(self, i: int) -> tuple[Tensor, Tensor]:
         """Layer i's cached keys and values, (B, H, length, D) each."""
         return self.keys[i][:, :, : self.length], self.values[i][:, :, : self.length]
 
     def extend(self, new_tokens: int, **state) -> KVCache:
-        """The cache after `new_tokens` more tokens; each layer fills its part with `append`."""
+        """The cache after `new_tokens` more tokens; each layer fills its part with `append`. When this
+        cache was extended before, the new one gets only views of its part, which `append` copies."""
         own = self.newest[0] == self.length  # nobody has extended this cache before
-        out = KVCache(list(self.keys), list(self.values), self.length + new_tokens, **state)
-        out.newest = self.newest if own else [0]
-        if not own:
-            out.keys, out.values = (
-                [k[:, :, : self.length] for k in self.keys],
-                [v[:, :, : self.length] for v in self.values],
-            )
-        out.newest[0] = out.length
-        out.start, out.in_place = self.length, own
+        if own:
+            keys, values = list(self.keys), list(self.values)
+        else:
+            keys = [k[:, :, : self.length] for k in self.keys]
+            values = [v[:, :, : self.length] for v in self.values]
+        newest = self.newest if own else [0]
+        out = KVCache(keys, values, self.length + new_tokens, **state, newest=newest, start=self.length)
+        newest[0] = out.length
         return out
 
     def append(self, i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store layer i's new keys and values (B, H, T, D) after the cached ones; return all of them."""
         start, end = self.start, self.length
-        if i == len(self.keys):  # a layer with nothing cached yet
-            self.keys.append(k.new_empty(0))
-            self.values.append(v.new_empty(0))
-        old_k, old_v = self.keys[i], self.values[i]
-        if not self.in_place or old_k.dim() != 4 or old_k.shape[2] < end:
+        fresh = i == len(self.keys)  # a layer with nothing cached yet
+        if fresh or self.keys[i].shape[2] < end:  # no room left (or a copied cache's exact-size views)
             room = end + max(64, end // 4)
-            new_k = k.new_empty(*k.shape[:2], room, k.shape[3])
-            new_v = v.new_empty(*v.shape[:2], room, v.shape[3])
-            if start:
-                new_k[:, :, :start] = old_k[:, :, :start]
-                new_v[:, :, :start] = old_v[:, :, :start]
-            self.keys[i], self.values[i] = old_k, old_v = new_k, new_v
-        old_k[:, :, start:end] = k
-        old_v[:, :, start:end] = v
-        return old_k[:, :, :end], old_v[:, :, :end]
+            grown = []
+            for new, old in ((k, None if fresh else self.keys[i]), (v, None if fresh else self.values[i])):
+                buf = new.new_empty(*new.shape[:2], room, new.shape[3])
+                if start:
+                    buf[:, :, :start] = old[:, :, :start]
+                grown.append(buf)
+            if fresh:
+                self.keys.append(grown[0])
+                self.values.append(grown[1])
+            else:
+                self.keys[i], self.values[i] = grown
+        keys, values = self.keys[i], self.values[i]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
     def reorder(self, index: Tensor) -> KVCache:
         """Select batch rows (beam search)."""
-        keys, values = zip(*(self.layer(i) for i in range(len(self.keys))), strict=True) if self.keys else ((), ())
+        layers = [self.layer(i) for i in range(len(self.keys))]
         return KVCache(
-            [k.index_select(0, index) for k in keys],
-            [v.index_select(0, index) for v in values],
+            [k.index_select(0, index) for k, _ in layers],
+            [v.index_select(0, index) for _, v in layers],
             self.length,
             None if self.valid is None else self.valid.index_select(0, index),
             self.next_position.index_select(0, index),
@@ -270,11 +272,12 @@ class Decoder(nn.Module):
         # checked once on the host (not under torch.compile, where a host sync would split the graph).
         k_valid = cache.valid if cached else None
         padded = attention_mask is not None and (torch.compiler.is_compiling() or not bool(valid.all()))
-        if k_valid is not None or (padded and cached):
-            old = k_valid if k_valid is not None else valid.new_ones(B, k_len - T)
-            k_valid = torch.cat([old, valid], dim=1)
-        elif padded:
-            k_valid = valid
+        if padded or k_valid is not None:
+            if cached:
+                old = k_valid if k_valid is not None else valid.new_ones(B, k_len - T)
+                k_valid = torch.cat([old, valid], dim=1)
+            else:
+                k_valid = valid
         mask = AttentionMask(T, k_len, causal=True, key_valid=k_valid, device=device)
         centre = cache.centre if cached else -(-T // 2)  # xPos: the prompt's centre, kept while decoding
         table = cache.rotary if cached else None

@@ -9,7 +9,7 @@ images a category is identified by colour and shape together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -97,10 +97,7 @@ def build_ontology(
                 chosen.append(by_colour[c].pop(0))
     if shuffle_text_attributes:  # its own random stream: the rest of the world stays as without it
         order = np.random.default_rng([seed, 2]).permutation(len(chosen))
-        chosen = [
-            Category(n.name, n.colour, n.size, chosen[j].kind, chosen[j].place)
-            for n, j in zip(chosen, order, strict=True)
-        ]
+        chosen = [replace(n, kind=chosen[j].kind, place=chosen[j].place) for n, j in zip(chosen, order, strict=True)]
     out = []
     for c in COLOURS:
         group = [n for n in chosen if n.colour == c]
