@@ -58,6 +58,28 @@ class Context:
         return grid, collect(grid, self.results)
 
 
+MISSING = "missing: "
+
+
+def missing(reason: str) -> str:
+    """A cell whose result is not stored; `write_table` shows it as a numbered "–" with the reason in a note."""
+    return MISSING + reason
+
+
+def _footnote_missing(rows: list[list[str]], notes: list[str]) -> tuple[list[list[str]], list[str]]:
+    reasons: dict[str, int] = {}
+    out = []
+    for row in rows:
+        cells = []
+        for cell in row:
+            if cell.startswith(MISSING):
+                n = reasons.setdefault(cell.removeprefix(MISSING), len(reasons) + 1)
+                cell = f"– (m{n})"
+            cells.append(cell)
+        out.append(cells)
+    return out, [*notes, *(f"m{n}: missing, {reason}" for reason, n in reasons.items())]
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -70,7 +92,8 @@ def ours_cell(summary: pd.DataFrame, label: str, ev: str, group: str = "all", sc
     t-interval over seeds is clipped to the metric's range (with 2 seeds it is often wider)."""
     row = summary[(summary["label"] == label) & (summary["eval"] == ev) & (summary["group"] == group)]
     if row.empty:
-        return "–"
+        where = ev if group == "all" else f"{ev} [{group}]"
+        return missing(f"no stored result of arm '{label}' on {where}")
     r = row.iloc[0]
     if math.isnan(r["ci_lo"]):
         return f"{r['mean'] * scale:.1f}"
@@ -86,8 +109,8 @@ def comparison_cell(grid: Grid, a_sel: str | None, b_sel: str | None, ev: str, g
     arm = lambda sel: select_arm(cells, sel) if sel else only_arm(grid)  # noqa: E731
     try:
         comp = compare_arms(grid, arm(a_sel), arm(b_sel), ev, group, results, eval_b=ev_b)
-    except (ValueError, FileNotFoundError):
-        return "–"
+    except (ValueError, FileNotFoundError) as e:  # a result the comparison needs is not stored
+        return missing(str(e))
     sign = "+" if comp.effect >= 0 else "−"
     return f"{sign}{abs(comp.effect) * scale:.1f} [{comp.ci95[0] * scale:+.1f}, {comp.ci95[1] * scale:+.1f}] p={comp.p_value:.2g}"
 
@@ -98,7 +121,8 @@ def write_table(ctx: Context, name: str, title: str, header: list[str], rows: li
     ctx.out.mkdir(parents=True, exist_ok=True)
     if any("— ours" in r[0] for r in rows):
         notes = [*notes, "Ours: an arm's [lo, hi] is the 95% t-interval over training seeds, clipped to the metric's "
-                         "range; a difference's is the paired bootstrap over seeds and examples."]  # fmt: skip
+                         "range; a difference's is paired over seeds and examples as crossed factors (t reference; see README, Statistics)."]  # fmt: skip
+    rows, notes = _footnote_missing(rows, notes)
     prov = ", ".join(f"{k}: {v}" for k, v in provenance.items())
     md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
@@ -153,7 +177,7 @@ def paper_vs_ours(ctx: Context, name: str, title: str, paper: list[tuple[str, li
     paper: [(table key, the columns of it to show)]; rows are the union of the tables' rows.
     arms: [(arm selector or None for a one-arm grid, row name)]. paper_diffs: [(table key, row a,
     row b, label)] adds a row of a − b per shown column of that table. compare: [(selector a,
-    selector b, label, pairs)] adds our paired bootstrap difference (over seeds and examples) per
+    selector b, label, pairs)] adds our paired difference (over seeds and examples, crossed) per
     column: of the column's eval cell, or, with pairs {column header: (eval a, eval b)}, of those.
     """
     shown = [(key, paper_table(key), cols) for key, cols in paper]

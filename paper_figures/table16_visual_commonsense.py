@@ -47,8 +47,8 @@ def build(ctx: Context):
                               ("world-colour", "vision_only"), ("world-colour", "grounded"))])  # fmt: skip
     notes = [
         "Paper: accuracy (%) on the real benchmarks, zero-shot, text only; Kosmos-1 is above the LLM on all three.",
-        "Ours: accuracy (%) mean [95% CI over training seeds]; the difference row is a paired bootstrap over seeds and "
-        "examples. Vision-only categories never have their colour or size stated in text, so a positive MLLM − LLM "
+        "Ours: accuracy (%) mean [95% CI over training seeds]; the difference row is paired over seeds and examples "
+        "(crossed). Vision-only categories never have their colour or size stated in text, so a positive MLLM − LLM "
         "there is transfer from images; a difference whose interval contains 0 is not an effect.",
     ]
     return write_table(ctx, "table16_visual_commonsense", paper["caption"] + " — paper vs ours", header, rows, notes,

@@ -319,3 +319,50 @@ def test_rank_batches_together_are_the_single_process_batch(tmp_path, tok):
                 tuple(row[m].tolist()) for p in parts for row, m in zip(p[name].input_ids, p[name].attention_mask)
             )
             assert whole == split, name
+
+
+def _ids(batch):
+    return {name: b.input_ids.tolist() for name, b in batch.items()}
+
+
+def test_a_streams_order_depends_on_the_seed_and_its_name_only(tmp_path, tok):
+    text, pairs = _mixture_inputs(tmp_path, tok)
+    # The text stream's first file differs between seeds, so file order is what is compared.
+    alone = Mixture([text], tok, 2, 32, ImageTransform(8), seed=1)
+    after = Mixture([pairs, text], tok, 2, 32, ImageTransform(8), seed=1)
+    before = Mixture([text, pairs], tok, 2, 32, ImageTransform(8), seed=1)
+    other_seed = Mixture([text], tok, 2, 32, ImageTransform(8), seed=2)
+    a, b, c, d = ([m.next_batch() for _ in range(12)] for m in (alone, after, before, other_seed))
+    assert [x["text"].input_ids.tolist() for x in a] == [x["text"].input_ids.tolist() for x in b]
+    assert [x["text"].input_ids.tolist() for x in a] == [x["text"].input_ids.tolist() for x in c]
+    assert [x["pairs"].input_ids.tolist() for x in b] == [x["pairs"].input_ids.tolist() for x in c]
+    assert [x["text"].input_ids.tolist() for x in a] != [x["text"].input_ids.tolist() for x in d]
+
+
+def test_a_stage_that_reorders_its_streams_continues_each_stream_exactly(tmp_path, tok):
+    text, pairs = _mixture_inputs(tmp_path, tok)
+    first = Mixture([text, pairs], tok, 2, 32, ImageTransform(8), seed=4)
+    for _ in range(5):
+        first.next_batch()
+    state = first.state_dict()
+    expected = [_ids(first.next_batch()) for _ in range(6)]
+    reordered = Mixture([pairs, text], tok, 2, 32, ImageTransform(8), seed=4)
+    reordered.continue_streams(state)
+    assert [_ids(reordered.next_batch()) for _ in range(6)] == expected
+    # A stream the saved state does not name starts at its beginning.
+    fresh_pairs = Mixture([pairs], tok, 2, 32, ImageTransform(8), seed=4).next_batch()["pairs"].input_ids.tolist()
+    only_text = Mixture([text], tok, 2, 32, ImageTransform(8), seed=4)
+    only_text.continue_streams({**state, "streams": {"text": state["streams"]["text"]}})
+    both = Mixture([pairs, text], tok, 2, 32, ImageTransform(8), seed=4)
+    both.continue_streams({**state, "streams": {"text": state["streams"]["text"]}})
+    nxt = both.next_batch()
+    assert nxt["pairs"].input_ids.tolist() == fresh_pairs and nxt["text"].input_ids.tolist() == expected[0]["text"]
+
+
+def test_a_data_state_ordered_by_list_position_is_refused(tmp_path, tok):
+    text, pairs = _mixture_inputs(tmp_path, tok)
+    mix = Mixture([text, pairs], tok, 2, 32, ImageTransform(8), seed=4)
+    state = mix.state_dict()
+    del state["order"]  # written before streams were ordered by name
+    with pytest.raises(ValueError, match="rule version 1.*start the run again"):
+        Mixture([text, pairs], tok, 2, 32, ImageTransform(8), seed=4).load_state_dict(state)

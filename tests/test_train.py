@@ -146,16 +146,90 @@ def test_cpu_sdpa_under_bf16_autocast_matches_fp32_attention():
 
 
 def test_llm_arm_sees_exactly_the_mllm_text_batches(small_world, tmp_path):
-    mllm = run_dict(small_world, steps=8)
-    llm = run_dict(small_world, steps=8, model={**TINY_MODEL, "vision": {"kind": "none"}})
+    mllm = run_dict(small_world, steps=8, optim={"grad_accum": 2})
+    mllm["data"]["streams"] = mllm["data"]["streams"][1:] + mllm["data"]["streams"][:1]  # text last
+    llm = run_dict(small_world, steps=8, optim={"grad_accum": 2}, model={**TINY_MODEL, "vision": {"kind": "none"}})
     run_training(run_config_from_dict(mllm), tmp_path / "mllm")
     run_training(run_config_from_dict(llm), tmp_path / "llm")
     a, b = metrics(tmp_path / "mllm"), metrics(tmp_path / "llm")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 9))  # every step is compared
     assert [r["batch/text"] for r in a] == [r["batch/text"] for r in b]
+    assert len({r["batch/text"] for r in a}) == 8
     assert "loss/pairs" in a[0] and not any(k.startswith("loss/pairs") or k.startswith("batch/pairs") for k in b[0])
     assert load_run(tmp_path / "llm").model.vision.kind == "none"
     # Same seed, same decoder at step 0: the first text losses agree up to the effect of nothing but data.
     assert a[0]["loss/text"] == pytest.approx(b[0]["loss/text"], rel=1e-5)
+
+
+def test_the_step_hash_covers_every_micro_batch_image_and_mask_but_not_the_split():
+    from toolkit.data.format import collate
+    from toolkit.model.config import SpecialTokens
+    from toolkit.train.loop import batch_digests, step_hash
+
+    special = SpecialTokens()
+    rows = [[special.bos, 5, 6, 7], [special.bos, 8, 9], [special.bos, 10], [special.bos, 11, 12, 13, 14]]
+    images = [torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+
+    def digests(parts, imgs=images, masks=None):
+        out, at = [], 0
+        for part in parts:
+            n = len(part)
+            b = collate(
+                part, special, images=imgs[at : at + n], loss_masks=None if masks is None else masks[at : at + n]
+            )
+            out += batch_digests(b)
+            at += n
+        return out
+
+    whole = step_hash(digests([rows]))
+    assert step_hash(digests([rows[:2], rows[2:]])) == whole  # two micro-batches (or two processes)
+    assert step_hash(digests([rows[2:], rows[:2]], imgs=images[2:] + images[:2])) == whole
+    changed = [rows[0], rows[1], rows[2], rows[3][:-1] + [15]]
+    assert step_hash(digests([rows[:2], changed[2:]])) != whole  # the last micro-batch counts
+    pixel = [im.clone() for im in images]
+    pixel[3][0, 0, 0, 0] += 0.5
+    assert step_hash(digests([rows], imgs=pixel)) != whole
+    masks = [[True] * len(r) for r in rows]
+    masks[1][1] = False
+    assert step_hash(digests([rows], masks=masks)) != step_hash(digests([rows], masks=[[True] * len(r) for r in rows]))
+
+
+def test_a_resumed_run_with_its_streams_listed_in_another_order_continues_exactly(small_world, tmp_path):
+    straight = run_dict(small_world, steps=8)
+    run_training(run_config_from_dict(straight), tmp_path / "a")
+    cfg = run_config_from_dict(run_dict(small_world, steps=8, faults={"nan_at_step": 6}))
+    with pytest.raises(TrainingError, match="non-finite loss at step 6"):
+        run_training(cfg, tmp_path / "b")
+    saved = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    saved["faults"]["nan_at_step"] = -1
+    saved["data"]["streams"] = saved["data"]["streams"][::-1]
+    (tmp_path / "b" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    run_training(load_run(tmp_path / "b"), tmp_path / "b", resume=True)
+    a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
+    assert [r["step"] for r in b] == list(range(1, 9))
+    for key in ("batch/text", "batch/pairs", "batch/interleaved", "loss"):
+        assert [r[key] for r in a] == [r[key] for r in b], key
+
+
+def test_instruction_tuning_arms_see_the_same_stage_two_data_except_the_instructions(small_world, tmp_path):
+    """The two arms of experiments/paper/instruction-tuning.yaml: stage 2 lists the shared streams at
+    other positions (after `instructions` in one arm); each continues where stage 1 left it."""
+    streams = run_dict(small_world)["data"]["streams"]
+    instructions = {"name": "instructions", "kind": "instructions", "paths": ["{world}/instructions/*.jsonl"],
+                    "batch_size": 4}  # fmt: skip
+    runs = {}
+    for arm, stage_two in (("instruct", [instructions, streams[0], streams[1]]), ("control", streams[:2])):
+        data = run_dict(small_world, steps=4)
+        data["stages"].append({"name": "instruct", "steps": 4, "lr": 1e-3, "warmup": 0, "schedule": "constant",
+                               "streams": stage_two})  # fmt: skip
+        run_training(run_config_from_dict(data), tmp_path / arm)
+        runs[arm] = metrics(tmp_path / arm)
+    inst, ctrl = runs["instruct"], runs["control"]
+    assert [r["stage"] for r in inst] == ["pretrain"] * 4 + ["instruct"] * 4
+    for key in ("batch/text", "batch/pairs"):
+        assert [r[key] for r in inst] == [r[key] for r in ctrl], key
+    assert "batch/instructions" in inst[-1] and "batch/instructions" not in ctrl[-1]
+    assert [r["batch/interleaved"] for r in inst[:4]] == [r["batch/interleaved"] for r in ctrl[:4]]
 
 
 def test_two_stage_run_continues_from_stage_one_and_masks_prompts(small_world, tmp_path):
@@ -223,7 +297,8 @@ def test_bad_config_input_is_one_clear_line(tmp_path, setup, message):
 def test_nan_stops_with_the_step_and_keeps_a_resumable_checkpoint(small_world, tmp_path):
     cfg = run_config_from_dict(run_dict(small_world, steps=10, faults={"nan_at_step": 6}))
     with pytest.raises(
-        TrainingError, match="non-finite loss at step 6 in stream 'text'; the last good checkpoint is .*step-0000004"
+        TrainingError,
+        match="non-finite loss at step 6 in stream 'interleaved'; the last good checkpoint is .*step-0000004",
     ):
         run_training(cfg, tmp_path / "r")
     assert [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 6))
@@ -250,6 +325,8 @@ def test_ddp_two_processes_match_one_process(small_world, tmp_path):
     for ra, rb in zip(a, b):
         for key in ("loss/text", "loss/pairs", "loss/interleaved", "loss", "grad_norm"):
             assert abs(ra[key] - rb[key]) <= 1e-5, (ra["step"], key, ra[key], rb[key])
+        for key in ("batch/text", "batch/pairs", "batch/interleaved"):  # both processes' parts, gathered
+            assert ra[key] == rb[key], (ra["step"], key)
     wa = load_file(tmp_path / "one" / "checkpoints" / "step-0000006" / "model.safetensors")
     wb = load_file(tmp_path / "two" / "checkpoints" / "step-0000006" / "model.safetensors")
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-5

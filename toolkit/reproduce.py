@@ -220,5 +220,5 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> 
         )
         echo("artifacts:\n" + "\n".join(f"  {p}" for p in artifacts))
         effects = headline(s, out_dir)
-        echo("headline effects (paired bootstrap over seeds and examples):\n" + "\n".join(f"  {e}" for e in effects))
+        echo("headline effects (paired over seeds and examples, crossed):\n" + "\n".join(f"  {e}" for e in effects))
     return ok

@@ -160,7 +160,8 @@ class Stream:
 
 
 class Mixture:
-    """Several streams, each with its own batch size; `next_batch()` returns {stream name: Batch}."""
+    """Several streams, each with its own batch size; `next_batch()` returns {stream name: Batch} in
+    name order. Nothing a mixture serves depends on the order in which its streams are listed."""
 
     def __init__(
         self,
@@ -189,8 +190,8 @@ class Mixture:
         )
         part, parts = rank * num_workers + worker, world_size * num_workers
         self.streams = {
-            s.name: Stream(s, builder, tokenizer, max_len, seed + i, part, parts, self.skips)
-            for i, s in enumerate(streams)
+            s.name: Stream(s, builder, tokenizer, max_len, seed, part, parts, self.skips)
+            for s in sorted(streams, key=lambda s: s.name)  # batches in name order: nothing depends on the list's
         }
         self.steps = 0
 
@@ -207,12 +208,35 @@ class Mixture:
         return batches
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "streams": {n: s.state_dict() for n, s in self.streams.items()}}
+        streams = {n: s.state_dict() for n, s in self.streams.items()}
+        return {"order": ORDER_VERSION, "steps": self.steps, "streams": streams}
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.streams) - set(state["streams"])
         if missing:
             raise ValueError(f"data state has no entry for streams {sorted(missing)}")
+        self.continue_streams(state)
         self.steps = state["steps"]
-        for name, stream in self.streams.items():
-            stream.load_state_dict(state["streams"][name])
+
+    def continue_streams(self, state: dict) -> None:
+        """Streams named in a saved data state continue where they were (whatever their position in
+        either stream list); the others start at their beginning."""
+        check_order_version(state)
+        for name, stream_state in state["streams"].items():
+            if name in self.streams:
+                self.streams[name].load_state_dict(stream_state)
+
+
+# Version of the rule that orders a stream's records. 1: the seed of the stream's list position
+# (order changed with the stream list); 2: the run seed and the stream's name only.
+ORDER_VERSION = 2
+
+
+def check_order_version(state: dict) -> None:
+    found = state.get("order", 1)
+    if found != ORDER_VERSION:
+        raise ValueError(
+            f"the saved data state orders streams by rule version {found}, this xmt by version {ORDER_VERSION} "
+            "(a stream's order now depends on the run seed and its name only); resuming would read other "
+            "batches than the run's first part: start the run again"
+        )

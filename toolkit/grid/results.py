@@ -59,7 +59,8 @@ def example_scores(
     path = eval_dir(results_dir(grid, results) / cell_id) / f"{eval_cell}.samples.jsonl"
     if not path.is_file():
         raise ValueError(
-            f"cell {cell_id} has no results for {eval_cell} (e.g. an image task skipped by a text-only arm)"
+            f"cell {cell_id} has no results for {eval_cell} (not evaluated: an optional task whose data file was "
+            "not found, or an image task for a text-only arm)"
         )
     scores: dict[str, list[float]] = {}
     for line in path.read_text().splitlines():
@@ -71,7 +72,8 @@ def example_scores(
 
 def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: str | None = None,
                  results: str | os.PathLike | None = None, eval_b: str | None = None) -> Comparison:  # fmt: skip
-    """Paired comparison of two arms (by label) on one eval cell, over their common seeds and examples.
+    """Paired comparison of two arms (by label) on one eval cell, over their common seeds and the
+    examples every one of those cells scored (seeds and examples crossed; `toolkit.grid.stats`).
 
     `eval_b` compares arm a on `eval_cell` with arm b on another eval cell of the same examples
     (e.g. one arm with and without chain-of-thought: label_a == label_b)."""
@@ -83,15 +85,14 @@ def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: 
     ]
     if not seeds:
         raise ValueError(f"no seed has finished cells for both '{label_a}' and '{label_b}'")
-    a_rows, b_rows = [], []
-    for s in seeds:
-        a = example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group)
-        b = example_scores(grid, cells[(label_b, s)].id, eval_b or eval_cell, results, group)
-        ids = sorted(set(a) & set(b))
-        if not ids:
-            raise ValueError(f"{eval_cell} and {eval_b or eval_cell} share no example ids")
-        a_rows.append([a[i] for i in ids])
-        b_rows.append([b[i] for i in ids])
+    a_scores = [example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group) for s in seeds]
+    b_scores = [example_scores(grid, cells[(label_b, s)].id, eval_b or eval_cell, results, group) for s in seeds]
+    # Seeds and examples are crossed: every row must hold the same examples.
+    ids = sorted(set.intersection(*(set(x) for x in a_scores + b_scores)))
+    if not ids:
+        raise ValueError(f"{eval_cell} and {eval_b or eval_cell} share no example ids across seeds {seeds}")
+    a_rows = [[a[i] for i in ids] for a in a_scores]
+    b_rows = [[b[i] for i in ids] for b in b_scores]
     return paired_comparison(np.array(a_rows), np.array(b_rows))
 
 

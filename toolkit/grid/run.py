@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from toolkit.config import to_dict
+from toolkit.data.mixture import ORDER_VERSION
 from toolkit.grid.spec import Cell, Grid
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -54,10 +55,12 @@ def _write_status(cell_dir: Path, status: dict) -> None:
 
 
 def training_key(cfg) -> str:
-    """Hash of what determines a run's weights: the config without name, logging and threads."""
+    """Hash of what determines a run's weights: the config without name, logging and threads, and
+    the version of the rule that orders the data streams."""
     d = to_dict(cfg)
     for key in ("name", "logging", "threads"):
         d.pop(key, None)
+    d["data_order"] = ORDER_VERSION
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

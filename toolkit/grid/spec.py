@@ -17,7 +17,9 @@ A grid file (YAML) says what it answers and how:
     compare: [[name=mllm, name=llm]]     # arm pairs for paired statistics (key=value selectors)
 
 A cell is one run config (base + overrides + one value per axis + a seed); its id is a hash of the
-resolved config, so the same settings always land in the same directory and finished work is reused.
+resolved config and of the version of the rule that orders the data streams
+(`toolkit.data.mixture.ORDER_VERSION`), so the same settings always land in the same directory and
+finished work is reused, and results trained on data in another order are never mixed in.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import ConfigError, deep_update, from_dict, read_yaml, to_dict
+from toolkit.data.mixture import ORDER_VERSION
 from toolkit.train.config import RunConfig, read_run_yaml, run_config_from_dict
 
 
@@ -153,7 +156,7 @@ class Grid:
                 cfg = run_config_from_dict(deep_update(base, _nested(overrides)))
                 resolved = to_dict(cfg)
                 arm = _hash({k: v for k, v in resolved.items() if k != "seed"})
-                out.append(Cell(_hash(resolved), arm, seed, overrides, cfg))
+                out.append(Cell(_hash({**resolved, "data_order": ORDER_VERSION}), arm, seed, overrides, cfg))
         ids = [c.id for c in out]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{self.path}: two cells resolve to the same run config; check the axes")

@@ -77,6 +77,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
+def all_gather_lists(items: list, info: DistInfo) -> list:
+    """The concatenation of every process's `items` (picklable), in rank order."""
+    if not info.enabled:
+        return list(items)
+    parts: list = [None] * info.world_size
+    dist.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

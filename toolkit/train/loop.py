@@ -26,7 +26,15 @@ from toolkit.data.tokenizer import load_tokenizer
 from toolkit.model.build import WEIGHTS_FILE, build_model
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import RunConfig, run_config_from_dict
-from toolkit.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown, wrap_model
+from toolkit.train.distributed import (
+    DistInfo,
+    all_gather_lists,
+    all_reduce_sum,
+    barrier,
+    init_distributed,
+    shutdown,
+    wrap_model,
+)
 from toolkit.train.metrics import MetricLogger
 from toolkit.train.optim import build_optimizer, lr_at
 from toolkit.train.precision import resolve_precision
@@ -130,8 +138,25 @@ def load_run(run_dir: Path) -> RunConfig:
     return run_config_from_dict(yaml.safe_load(path.read_text()))
 
 
-def _batch_hash(ids: torch.Tensor) -> str:
-    return hashlib.sha1(ids.cpu().numpy().tobytes()).hexdigest()[:16]
+def batch_digests(b) -> list[bytes]:
+    """One digest per sequence of a batch (its tokens and loss mask, padding left out) and one per
+    image: what a step trained on, independent of how it was split into micro-batches or processes."""
+    ids, keep = b.input_ids.cpu(), b.attention_mask.cpu()
+    loss = None if b.loss_mask is None else b.loss_mask.cpu()
+    out = []
+    for r in range(ids.shape[0]):
+        h = hashlib.sha1(ids[r][keep[r]].numpy().tobytes())
+        if loss is not None:
+            h.update(loss[r][keep[r]].numpy().tobytes())
+        out.append(b"s" + h.digest())
+    if b.images is not None:
+        out += [b"i" + hashlib.sha1(img.numpy().tobytes()).digest() for img in b.images.detach().cpu().contiguous()]
+    return out
+
+
+def step_hash(digests: list[bytes]) -> str:
+    """The hash of a step's data of one stream: its sequence and image digests as a multiset."""
+    return hashlib.sha1(b"".join(sorted(digests))).hexdigest()[:16]
 
 
 def run_training(cfg: RunConfig, run_dir: str | os.PathLike, resume: bool = False) -> dict:
@@ -208,9 +233,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo) -> dict:
                 prompt_template=cfg.data.prompt_template,
             )  # fmt: skip
             if state["data"]:  # streams continue where the previous stage (or the checkpoint) left them
-                for name, stream_state in state["data"]["streams"].items():
-                    if name in mixture.streams:
-                        mixture.streams[name].load_state_dict(stream_state)
+                try:
+                    mixture.continue_streams(state["data"])
+                except ValueError as e:
+                    raise TrainingError(f"{last_saved}: {e}") from None
             if optimizer is None or stage.reset_optimizer:
                 optimizer = build_optimizer(model, cfg.optim, stage)
             if trainer_state is not None and (state["stage_step"] > 0 or not stage.reset_optimizer):
@@ -303,7 +329,7 @@ def _train_step(
     accum = cfg.optim.grad_accum
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, torch.Tensor] = {}
-    hashes: dict[str, str] = {}
+    digests: dict[str, list[bytes]] = {}
     tokens = 0
     for micro in range(accum):
         batches = mixture.next_batch()
@@ -344,18 +370,22 @@ def _train_step(
                 loss.backward()
             sums[name] = sums.get(name, 0.0) + total.detach()
             counts[name] = counts.get(name, 0.0) + out.num_loss_tokens.detach().float()
-            hashes[name] = _batch_hash(b.input_ids) if micro == 0 else hashes[name]
+            digests.setdefault(name, []).extend(batch_digests(b))
             tokens += int(b.attention_mask.sum())
     grad_norm = torch.nn.utils.clip_grad_norm_(
         model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
     )
     optimizer.step()
     metrics: dict = {}
+    # Every micro-batch of every process: equal hashes in two runs mean the same data at that step.
+    gathered: dict[str, list[bytes]] = {}
+    for name, digest in all_gather_lists([(n, d) for n, ds in digests.items() for d in ds], info):
+        gathered.setdefault(name, []).append(digest)
     for name in sums:
         metrics[f"loss/{name}"] = float(
             all_reduce_sum(sums[name], info) / all_reduce_sum(counts[name], info).clamp(min=1)
         )
-        metrics[f"batch/{name}"] = hashes[name]
+        metrics[f"batch/{name}"] = step_hash(gathered[name])
     metrics["loss"] = sum(v for k, v in metrics.items() if k.startswith("loss/"))
     metrics["grad_norm"] = float(grad_norm)
     metrics["tokens"] = tokens * info.world_size

@@ -1,0 +1,213 @@
+"""The paper tables checked against their data: from a stored-results fixture of four paper grids,
+every "ours" cell (mean, interval, paired effect, p) equals what the results give when computed
+here independently, and a result that is not stored is shown as missing with its reason."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from paper_figures.build import build_all
+from toolkit.eval.runner import cell_name
+from toolkit.grid.spec import load_grid, select_arm
+from toolkit.grid.stats import paired_comparison
+
+ROOT = Path(__file__).resolve().parents[1]
+GRIDS = ROOT / "experiments" / "paper"
+TEXT_TASKS = {"world-colour", "world-size", "world-language-mc"}  # what a text-only arm evaluates
+GROUPED = {"world-colour": ("vision_only", "grounded"), "world-size": ("vision_only", "grounded")}
+N_EXAMPLES = 30
+
+
+def _scores(rng, task: str, arm_skill: float, n: int) -> np.ndarray:
+    if task == "world-captioning":  # CIDEr: unbounded above
+        return np.round(rng.gamma(2.0, arm_skill, n), 4)
+    return (rng.random(n) < arm_skill).astype(float)
+
+
+def _write_results(grid, root: Path, rng) -> dict:
+    """Status, eval json and samples of every cell, as `xmt grid run` writes them; returns
+    {(label, eval cell, seed): {example id: (score, group)}}."""
+    truth = {}
+    skills = {}
+    for cell in grid.cells():
+        text_only = cell.config.model.vision.kind == "none"
+        cell_dir = root / grid.name / cell.id
+        (cell_dir / "eval").mkdir(parents=True)
+        (cell_dir / "status.json").write_text(json.dumps({"state": "done"}))
+        for task in grid.spec.tasks:
+            if text_only and task not in TEXT_TASKS:
+                continue  # the evaluation skips image tasks for a text-only arm
+            for k in grid.spec.shots:
+                for ablation in grid.spec.ablations if k > 0 else ["none"]:
+                    ev = cell_name(task, k, ablation)
+                    skill = skills.setdefault((cell.label, ev), rng.uniform(0.2, 0.8))
+                    scores = _scores(rng, task, skill, N_EXAMPLES)
+                    groups = [GROUPED[task][i % 2] if task in GROUPED else None for i in range(N_EXAMPLES)]
+                    samples = [{"id": f"ex{i}", "score": float(s), "group": g, "trial": 0}
+                               for i, (s, g) in enumerate(zip(scores, groups))]  # fmt: skip
+                    by_group = {}
+                    for g in sorted({g for g in groups if g}):
+                        vals = [s for s, gg in zip(scores, groups) if gg == g]
+                        by_group[g] = {"value": float(np.mean(vals)), "n": len(vals)}
+                    record = {"task": task, "cell": ev, "shots": k, "ablation": ablation,
+                              "metric": "cider" if task == "world-captioning" else "accuracy",
+                              "value": float(scores.mean()), "n": N_EXAMPLES, "groups": by_group, "step": 100}  # fmt: skip
+                    (cell_dir / "eval" / f"{ev}.json").write_text(json.dumps(record))
+                    (cell_dir / "eval" / f"{ev}.samples.jsonl").write_text(
+                        "".join(json.dumps(s) + "\n" for s in samples)
+                    )
+                    truth[(cell.label, ev, cell.seed)] = {s["id"]: (s["score"], s["group"]) for s in samples}
+    return truth
+
+
+def _arm_cell(truth, label, ev, group, seeds, scale, bounded=True) -> str:
+    """mean [lo, hi] x scale, from the per-seed means, with scipy's t directly."""
+    if any((label, ev, s) not in truth for s in seeds):
+        return "missing"
+    per_seed = []
+    for s in seeds:
+        vals = [v for v, g in truth[(label, ev, s)].values() if group in (None, g)]
+        per_seed.append(float(np.mean(vals)))
+    m, sd = float(np.mean(per_seed)), float(np.std(per_seed, ddof=1))
+    half = stats.t.ppf(0.975, len(seeds) - 1) * sd / math.sqrt(len(seeds))
+    lo, hi = max(m - half, 0.0), (min(m + half, 1.0) if bounded else m + half)
+    return f"{m * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
+
+
+def _diff_cell(truth, la, ea, lb, eb, group, seeds, scale) -> str:
+    if any((lab, ev, s) not in truth for lab, ev in ((la, ea), (lb, eb)) for s in seeds):
+        return "missing"
+    ids = sorted(i for i, (_, g) in truth[(la, ea, seeds[0])].items() if group in (None, g))
+    a = np.array([[truth[(la, ea, s)][i][0] for i in ids] for s in seeds])
+    b = np.array([[truth[(lb, eb, s)][i][0] for i in ids] for s in seeds])
+    comp = paired_comparison(a, b)
+    sign = "+" if comp.effect >= 0 else "−"
+    lo, hi = comp.ci95
+    return f"{sign}{abs(comp.effect) * scale:.1f} [{lo * scale:+.1f}, {hi * scale:+.1f}] p={comp.p_value:.2g}"
+
+
+def _table(path: Path) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    lines = path.read_text().splitlines()
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines if line.startswith("| ")]
+    notes = [line[2:] for line in lines if line.startswith("- ")]
+    return rows[0], {r[0]: r for r in rows[1:]}, notes
+
+
+def _check(out, name, expected_rows):
+    """expected_rows: {row name: {column header: expected cell or 'missing'}}."""
+    header, rows, notes = _table(out / f"{name}.md")
+    missing_notes = {n.split(":", 1)[0]: n for n in notes if n.startswith("m") and ": missing, " in n}
+    checked = 0
+    for row_name, cells in expected_rows.items():
+        assert row_name in rows, (name, row_name, list(rows))
+        row = rows[row_name]
+        for col, want in cells.items():
+            got = row[header.index(col)]
+            if want == "missing":
+                assert got.startswith("– (m"), (name, row_name, col, got)
+                assert got[3:-1] in missing_notes, (name, got)  # the reason is printed
+            else:
+                assert got == want, (name, row_name, col, got, want)
+            checked += 1
+    return checked, missing_notes
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tables")
+    rng = np.random.default_rng(0)
+    truth = {}
+    grids = {}
+    for name in ("visual-commonsense", "instruction-tuning", "language-tasks", "chain-of-thought"):
+        grids[name] = load_grid(GRIDS / f"{name}.yaml")
+        truth.update(_write_results(grids[name], tmp / "results", rng))
+    build_all(tmp / "results", tmp / "out", GRIDS, echo=lambda s: None, analysis=tmp / "analysis")
+    return tmp / "out", grids, truth
+
+
+def test_table16_ours_cells_equal_their_data(built):
+    out, grids, truth = built
+    grid = grids["visual-commonsense"]
+    cells = grid.cells()
+    mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
+    seeds = grid.spec.seeds
+    cols = {"world size (vision-only)": ("world-size", "vision_only"),
+            "world colour (vision-only)": ("world-colour", "vision_only"),
+            "world colour (grounded)": ("world-colour", "grounded")}  # fmt: skip
+    expected = {}
+    for label, row in ((mllm, "MLLM"), (llm, "LLM")):
+        cells_ = {h: _arm_cell(truth, label, ev, g, seeds, 100) for h, (ev, g) in cols.items()}
+        cells_.update({h: "missing" for h in ("RelativeSize", "MemoryColor", "ColorTerms")})  # no data files given
+        expected[f"{row} — ours, tiny world, 3 seeds"] = cells_
+    diff = {h: _diff_cell(truth, mllm, ev, llm, ev, g, seeds, 100) for h, (ev, g) in cols.items()}
+    diff.update({h: "missing" for h in ("RelativeSize", "MemoryColor", "ColorTerms")})
+    expected["MLLM − LLM — ours (paired, 3 seeds)"] = diff
+    checked, notes = _check(out, "table16_visual_commonsense", expected)
+    assert checked == 18
+    assert any("no stored result of arm" in n and "memorycolor" in n for n in notes.values())
+
+
+def test_table14_ours_cells_equal_their_data(built):
+    out, grids, truth = built
+    grid = grids["instruction-tuning"]
+    cells = grid.cells()
+    on, off = select_arm(cells, "name=instruct"), select_arm(cells, "name=no-instruct")
+    seeds = grid.spec.seeds
+    cols = {"world captioning CIDEr": "world-captioning", "world VQA": "world-vqa", "world Raven": "world-raven",
+            "world language→vision": "world-language-to-vision"}  # fmt: skip
+    expected = {}
+    for label, row in ((on, "with instruction tuning"), (off, "without")):
+        expected[f"{row} — ours, tiny world, 3 seeds"] = {
+            h: _arm_cell(truth, label, ev, None, seeds, 100, bounded=ev != "world-captioning") for h, ev in cols.items()
+        }
+    expected["with − without — ours (paired, 3 seeds)"] = {
+        h: _diff_cell(truth, on, ev, off, ev, None, seeds, 100) for h, ev in cols.items()
+    }
+    assert _check(out, "table14_instruction_tuning", expected)[0] == 12
+
+
+def test_table13_and_table09_ours_cells_equal_their_data(built):
+    out, grids, truth = built
+    grid = grids["language-tasks"]
+    cells = grid.cells()
+    mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
+    seeds = grid.spec.seeds
+    cols = {"world 0-shot": "world-language-mc", "world 1-shot": "world-language-mc-1shot",
+            "world 4-shot": "world-language-mc-4shot"}  # fmt: skip
+    expected = {
+        "MLLM — ours, tiny world, 3 seeds": {h: _arm_cell(truth, mllm, ev, None, seeds, 100) for h, ev in cols.items()},
+        "LLM (same text) — ours, tiny world, 3 seeds": {
+            h: _arm_cell(truth, llm, ev, None, seeds, 100) for h, ev in cols.items()
+        },
+        "MLLM − LLM — ours (paired, 3 seeds)": {
+            h: _diff_cell(truth, mllm, ev, llm, ev, None, seeds, 100) for h, ev in cols.items()
+        },
+    }
+    assert _check(out, "table13_language", expected)[0] == 9
+    grid = grids["chain-of-thought"]
+    (label,) = {c.label for c in grid.cells()}
+    std, cot = "world-rendered-sentiment", "world-rendered-sentiment-cot"
+    expected = {
+        "Kosmos-style MLLM (instruction-tuned) — ours, tiny world, 3 seeds": {
+            "world standard prompt": _arm_cell(truth, label, std, None, seeds, 100),
+            "world chain-of-thought": _arm_cell(truth, label, cot, None, seeds, 100),
+        },
+        "CoT − standard — ours (paired, 3 seeds)": {
+            "world chain-of-thought": _diff_cell(truth, label, cot, label, std, None, seeds, 100)
+        },
+    }
+    assert _check(out, "table09_cot", expected)[0] == 3
+
+
+def test_a_comparison_that_cannot_be_made_says_why(built, tmp_path):
+    out, grids, truth = built
+    _, rows, notes = _table(out / "table16_visual_commonsense.md")
+    reasons = [n for n in notes if ": missing, " in n]
+    assert reasons and all(len(n.splitlines()) == 1 for n in reasons)
+    # Every numbered mark in the table has its note, and every note is used.
+    marks = {c[3:-1] for r in rows.values() for c in r if c.startswith("– (m")}
+    assert marks == {n.split(":", 1)[0] for n in reasons}
