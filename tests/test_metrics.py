@@ -43,8 +43,45 @@ def test_cider_rewards_matching_captions():
     assert cider(good, refs) > 1.0 > cider(bad, refs)
 
 
-def test_caption_tokenize_drops_punctuation_and_lowercases():
+# Stanford PTBTokenizer (CoreNLP 3.4.1, `-preserveLines -lowerCase`, the jar pycocoevalcap runs) on these
+# lines printed exactly these tokens.
+PTB_JAVA = [
+    ("A dog, running in the Park.", "a dog , running in the park ."),
+    ("The man doesn't like it's owner's hat.", "the man does n't like it 's owner 's hat ."),
+    ("A black-and-white cat can't sit on a 2.5-inch mat.", "a black-and-white cat ca n't sit on a 2.5-inch mat ."),
+    ('"Two" people (a man and a woman) stand near 1,000 birds...',
+     "`` two '' people -lrb- a man and a woman -rrb- stand near 1,000 birds ..."),
+    ("A U.S. flag at 50% costs $5 & more!", "a u.s. flag at 50 % costs $ 5 & more !"),
+    ("He said: it's the dogs' toys; they're gonna play -- and/or sleep.",
+     "he said : it 's the dogs ' toys ; they 're gon na play -- and/or sleep ."),
+    ("Mr. Smith's cat isn't here? No!", "mr. smith 's cat is n't here ? no !"),
+    ("I cannot believe you wanna go, gotta run.", "i can not believe you wan na go , got ta run ."),
+    ("A #1 fan @ the game + 2 = 3 * 4 / 5", "a # 1 fan @ the game + 2 = 3 * 4 / 5"),
+    ("Is this the U.S.A. or St. Louis, Dr. Who?", "is this the u.s.a. or st. louis , dr. who ?"),
+    ("Two dogs play [with] a {ball} in the snow", "two dogs play -lsb- with -rsb- a -lcb- ball -rcb- in the snow"),
+    ("Pizza w/ cheese & pepperoni, etc. on a plate.", "pizza w / cheese & pepperoni , etc. on a plate ."),
+    ("A plate of food.. with a fork", "a plate of food . . with a fork"),
+    ("The tennis player's racket isn't broken!?", "the tennis player 's racket is n't broken !?"),
+    ("A man is riding a horse.A woman walks.", "a man is riding a horse.a woman walks ."),
+    ("It's 3:30 and the 5th e-mail came at o'clock.", "it 's 3:30 and the 5th e-mail came at o'clock ."),
+    ("The-- mr... #1 etc. St. u.s. The", "the -- mr. . . # 1 etc. . st. u.s. . the"),
+    ("DON'T GO. Can't. Won't. It'll go. I'm here, we've seen", "do n't go . ca n't . wo n't . it 'll go . i 'm here , we 've seen"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text, java", PTB_JAVA)
+def test_caption_tokenize_is_pycocoevalcaps_ptb_tokenization(text, java):
+    from toolkit.eval.ptb import REMOVED, ptb_tokens
+
+    assert " ".join(ptb_tokens(text)) == java
+    # pycocoevalcap then drops its punctuation list; its bracket names are upper case, so -lrb- stays.
+    assert caption_tokenize(text) == " ".join(t for t in java.split() if t not in REMOVED)
+
+
+def test_caption_tokenize_keeps_what_pycocoevalcap_keeps():
     assert caption_tokenize("A dog, running in the Park.") == "a dog running in the park"
+    assert caption_tokenize("A (small) dog's 50% off $5!") == "a -lrb- small -rrb- dog 's 50 % off $ 5"
+    assert caption_tokenize('"Stop" -- a sign; here...') == "stop a sign here"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from toolkit.eval.ptb import caption_tokenize  # noqa: F401  (CIDEr's tokenization, as pycocoevalcap's)
+
 # ---------------------------------------------------------------- CIDEr (CIDEr-D, n=4, sigma=6)
 
 
@@ -67,16 +69,6 @@ def cider_per_item(
                 total[i] += val * penalty
         scores.append(float(np.mean(total) / len(refs[k]) * 10.0))
     return scores
-
-
-_PTB_PUNCT = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
-
-
-def caption_tokenize(text: str) -> str:
-    """Lower-case, split off punctuation and drop it (an approximation of the PTB tokenizer that
-    pycocoevalcap runs through Java before scoring)."""
-    tokens = re.findall(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", text.lower())
-    return " ".join(t for t in tokens if t not in _PTB_PUNCT and t not in string.punctuation)
 
 
 # ---------------------------------------------------------------- VQA accuracy
