@@ -118,6 +118,25 @@ def test_eval_errors_are_clear(random_run, tmp_path):
         TASKS.get("nope")
 
 
+def test_eval_list_names_every_task_with_its_family_scoring_and_data():
+    out = CliRunner().invoke(main, ["eval", "--list"])
+    assert out.exit_code == 0
+    lines = {line.split()[0]: line for line in out.output.splitlines()[1:]}
+    assert set(lines) == set(TASKS.names()) and len(lines) > 30
+    assert lines["world-vqa"].split()[1:4] == ["vqa", "generate", "/"]
+    assert "{world}/eval/vqa.jsonl" in lines["world-vqa"] and "data/wsc273/WSCollection.xml" in lines["winograd"]
+    assert lines["raven-iq"].split()[5] == "no" and lines["winograd"].split()[5] == "yes"
+    assert CliRunner().invoke(main, ["eval"]).exit_code != 0
+
+
+def test_a_few_shot_cell_of_a_task_without_demonstrations_says_it_is_skipped(random_run, tmp_path):
+    out = CliRunner().invoke(main, ["eval", str(random_run), "--tasks", "world-raven", "--shots", "0,2", "--limit", "2",
+                                    "--out", str(tmp_path)])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "world-raven-2shot: skipped, world-raven has no few-shot form" in out.output
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["world-raven.json"]
+
+
 def test_evaluation_during_training_writes_results_per_step(small_world, tmp_path):
     from conftest import run_dict
 

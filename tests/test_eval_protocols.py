@@ -170,3 +170,28 @@ def test_constrained_classification_generates_the_best_allowed_candidate(beams):
     free = dataclasses.replace(spec, constrained=False)
     scores, samples, _ = run_cell(adapter, free, examples, 0, "none", 0, 8)
     assert [s["prediction"] for s in samples] == ["zebra", "zebra"] and scores == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("task", ["winograd", "winogrande"])
+def test_winograd_few_shot_puts_solved_schemas_before_the_partial_context(task, tmp_path):
+    spec = TASKS.get(task)
+    examples = [
+        Example(str(i), [], {"options_context": [f"s{i} {b}", f"s{i} {a}"], "continuation": f"rest{i}.",
+                             "solved": f"s{i} {a} rest{i}."}, a, candidates=[b, a])
+        for i, (a, b) in enumerate([("cat", "dog"), ("sun", "moon"), ("red", "blue")])
+    ]  # fmt: skip
+
+    # Planted: the right option scores higher only when a demonstration precedes it.
+    def logprob(parts, cont):
+        return -1.0 if len(parts) > 1 and parts[-1].endswith(("cat", "sun", "red")) else -2.0
+
+    adapter = ScriptedAdapter(logprob)
+    zero, _, _ = run_cell(adapter, spec, examples, 0, "none", 0, 8)
+    assert zero == [0.0, 0.0, 0.0]  # a tie goes to the first candidate, the wrong one
+    adapter = ScriptedAdapter(logprob)
+    one, samples, _ = run_cell(adapter, spec, examples, 1, "none", 0, 8)
+    assert one == [1.0, 1.0, 1.0]
+    parts, cont = adapter.ranked[1]
+    assert cont == "rest0." and parts[-1] == "s0 cat"
+    assert parts[0] in {"s1 sun rest1.", "s2 red rest2."} and len(parts) == 2  # another schema, solved
+    assert samples[0]["prompt"].startswith(parts[0])

@@ -189,8 +189,10 @@ def test_loaders_read_the_formats_faithfully(fixtures):
         "The cup fit in the bag because the bag",
     ]
     assert wg.fields["continuation"] == " was small." and wg.target == "the cup"
+    assert wg.fields["solved"] == "The cup fit in the bag because the cup was small."  # a few-shot demonstration
     wsc = LOADERS.get("winograd")(fixtures["winograd"], SkipLog())[0]
     assert wsc.fields["options_context"][0] == "The trophy did not fit in the case because the trophy"
+    assert wsc.fields["solved"] == "The trophy did not fit in the case because the trophy was big."
     copa = LOADERS.get("copa")(fixtures["copa"], SkipLog())[0]
     assert copa.fields["context"] == "The man fell because" and copa.candidates == ["he slipped.", "he won."]
     raven = LOADERS.get("raven_folder")(fixtures["raven-iq"], SkipLog())[0]

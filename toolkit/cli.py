@@ -122,7 +122,8 @@ def _int_list(value: str) -> list[int]:
 
 
 @main.command("eval")
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.argument("path", type=click.Path(exists=True, file_okay=False), required=False)
+@click.option("--list", "list_tasks", is_flag=True, help="List every task (family, scoring, few-shot, data) and exit.")
 @click.option("--tasks", default="world", show_default=True,
               help="Comma-separated task names, or 'world' for every world task (see --list).")  # fmt: skip
 @click.option("--shots", default="0", show_default=True, help="Comma-separated numbers of demonstrations.")
@@ -137,14 +138,21 @@ def _int_list(value: str) -> list[int]:
 @click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def eval_command(path, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device) -> None:
+def eval_command(path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size,
+                 device) -> None:  # fmt: skip
     """Evaluate PATH (a run directory's last checkpoint, or a checkpoint directory) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
     eval/<cell>.samples.jsonl; finished cells are skipped on a rerun.
     """
     from toolkit.eval.runner import evaluate
-    from toolkit.eval.tasks import WORLD_TASKS
+    from toolkit.eval.tasks import WORLD_TASKS, describe_tasks
+
+    if list_tasks:
+        click.echo(describe_tasks())
+        return
+    if path is None:
+        raise click.UsageError("Missing argument 'PATH' (a run or checkpoint directory), or pass --list.")
 
     names = [t for t in tasks.split(",") if t]
     names = [n for t in names for n in (WORLD_TASKS if t == "world" else [t])]

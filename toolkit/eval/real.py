@@ -279,8 +279,9 @@ def winogrande(path, skips):
     def make(i, r):
         before, _, after = r["sentence"].partition("_")
         opts = [r["option1"], r["option2"]]
-        return Example(str(i), [], {"options_context": [before + o for o in opts], "continuation": after},
-                       opts[int(r["answer"]) - 1], candidates=opts)  # fmt: skip
+        gold = opts[int(r["answer"]) - 1]
+        return Example(str(i), [], {"options_context": [before + o for o in opts], "continuation": after,
+                                    "solved": before + gold + after}, gold, candidates=opts)  # fmt: skip
 
     return _mc(path, skips, ("sentence", "option1", "option2", "answer"), make)
 
@@ -307,8 +308,9 @@ def winograd(path, skips):
                 after = " ".join(schema.find("text/txt2").text.split())
                 opts = [_wsc_option(a.text, before) for a in schema.findall("answers/answer")]
                 gold = "AB".index(schema.find("correctAnswer").text.strip().rstrip(".")[0])
-                out.append(Example(str(i), [], {"options_context": [f"{before} {o}" for o in opts], "continuation": after},
-                                   opts[gold], candidates=opts))  # fmt: skip
+                fields = {"options_context": [f"{before} {o}" for o in opts], "continuation": after,
+                          "solved": f"{before} {opts[gold]} {after}"}  # fmt: skip
+                out.append(Example(str(i), [], fields, opts[gold], candidates=opts))
             except (AttributeError, ValueError, IndexError) as err:
                 skips.skip("malformed WSC schema", f"{path}: schema {i}: {err!r}")
         return _nonempty(out, path, "WSC schemas")
@@ -317,20 +319,17 @@ def winograd(path, skips):
         loc = int(r["pronoun_loc"])
         before, after = r["text"][:loc], r["text"][loc + len(r["pronoun"]) :]
         opts = [_wsc_option(o, before) for o in r["options"]]
-        return Example(
-            str(i),
-            [],
-            {"options_context": [before + o for o in opts], "continuation": after},
-            opts[int(r["label"])],
-            candidates=opts,
-        )
+        gold = opts[int(r["label"])]
+        fields = {"options_context": [before + o for o in opts], "continuation": after, "solved": before + gold + after}
+        return Example(str(i), [], fields, gold, candidates=opts)
 
     return _mc(path, skips, ("text", "pronoun", "pronoun_loc", "options", "label"), make)
 
 
 @BUILDERS.register("partial")
 def partial_requests(task, ex: Example):
-    """Winograd-style partial scoring: the option replaces the blank; the rest of the sentence is scored."""
+    """Winograd-style partial scoring: the option replaces the blank; the rest of the sentence is scored.
+    A demonstration (few-shot) is another schema's sentence with its right option in place."""
     return [([ctx.strip()], ex.fields["continuation"].strip()) for ctx in ex.fields["options_context"]]
 
 
@@ -544,7 +543,7 @@ register(
         "winograd",
         "data/wsc273/WSCollection.xml",
         builder="partial",
-        few_shot=False,
+        demo="{solved}",
         paper_prompt=False,
     )
 )
@@ -555,7 +554,7 @@ register(
         "winogrande",
         "data/winogrande/validation.jsonl",
         builder="partial",
-        few_shot=False,
+        demo="{solved}",
         paper_prompt=False,
     )
 )

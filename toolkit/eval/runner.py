@@ -86,13 +86,15 @@ def run_cell(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], sho
         rng = np.random.default_rng([seed, i])
         pool = [j for j in range(len(examples)) if j != i]
         picked = [examples[j] for j in rng.choice(pool, min(shots, len(pool)), replace=False)]
-        demo_sets.append([fill(spec.prompt, d) + [demo_answer(d)] for d in picked])
+        demo_sets.append([fill(spec.demo, d) if spec.demo else fill(spec.prompt, d) + [demo_answer(d)] for d in picked])
 
-    def prompt_for(i: int, extra: dict | None = None):
-        query = fill(spec.prompt, examples[i], extra)
+    def demos_before(i: int, query: list) -> list:
         if shots == 0:
             return query
         return with_demos(query, demo_sets[i], ablation, np.random.default_rng([seed, i, 1]), image_size)
+
+    def prompt_for(i: int, extra: dict | None = None):
+        return demos_before(i, fill(spec.prompt, examples[i], extra))
 
     samples, scores, extra_stats = [], [], {}
     if spec.mode in ("rank", "cot"):
@@ -104,7 +106,7 @@ def run_cell(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], sho
         for i, ex in enumerate(examples):
             cands = list(spec.candidates or ex.candidates or [])
             if spec.builder:
-                reqs = BUILDERS.get(spec.builder)(spec, ex)
+                reqs = [(demos_before(i, parts), cont) for parts, cont in BUILDERS.get(spec.builder)(spec, ex)]
             else:
                 prompt = prompt_for(i, {"rationale": rationales[i]} if spec.mode == "cot" else None)
                 reqs = [(prompt, c) for c in cands]
@@ -236,6 +238,7 @@ def evaluate(
             continue
         for k in shots:
             if k > 0 and not spec.few_shot:
+                echo(f"{cell_name(spec.name, k, 'none')}: skipped, {spec.name} has no few-shot form")
                 continue
             for ablation in ablations if k > 0 else ("none",):
                 name = cell_name(spec.name, k, ablation)

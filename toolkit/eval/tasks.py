@@ -31,6 +31,7 @@ class TaskSpec:
     builder: str = ""  # a registered Python prompt builder replacing the template
     rationale_prompt: str = ""  # cot: stage-one prompt
     few_shot: bool = True  # demonstrations can be prepended
+    demo: str = ""  # template of one demonstration (default: the prompt followed by the answer)
     positive: str = ""  # roc_auc: the candidate whose probability is the score
     report_yes_rate: bool = False  # binary Yes/No tasks: also report how often Yes was predicted
     paper_prompt: bool = True  # the template is the paper's
@@ -38,8 +39,10 @@ class TaskSpec:
     def __post_init__(self) -> None:
         if self.mode not in ("rank", "generate", "cot"):
             raise ValueError(f"task {self.name}: unknown mode '{self.mode}'; valid: rank, generate, cot")
-        if self.builder and self.few_shot:
-            raise ValueError(f"task {self.name}: a builder task has no demonstrations; set few_shot=False")
+        if self.builder and self.few_shot and not self.demo:
+            raise ValueError(
+                f"task {self.name}: a builder task needs a `demo` template for demonstrations, or few_shot=False"
+            )
 
 
 TASKS: Registry[TaskSpec] = Registry("task")
@@ -192,3 +195,16 @@ register(TaskSpec("world-language-to-vision", "language_to_vision", "world_quest
                   "{world}/eval/language_to_vision.jsonl", VQA_PROMPT))  # fmt: skip
 
 WORLD_TASKS = tuple(name for name in TASKS.names() if name.startswith("world-"))
+
+
+def describe_tasks() -> str:
+    """Every registered task: family, scoring, few-shot and the data it reads (for `xmt eval --list`)."""
+    import toolkit.eval.real  # noqa: F401  (registers the real-benchmark tasks)
+
+    rows = [("task", "family", "scoring", "few-shot", "data (--data TASK=PATH; {world}: the run's world)")]
+    for name in TASKS.names():
+        t = TASKS.get(name)
+        scoring = f"{t.mode}{' constrained' if t.constrained else ''} / {t.metric}"
+        rows.append((name, t.family, scoring, "yes" if t.few_shot else "no", f"{t.source} ({t.loader})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
