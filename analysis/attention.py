@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from analysis.common import save_figure, vqa_study_prompts, write_csv
+from toolkit.files import atomic_path
 from toolkit.interp.attention import attention_maps, patch_map, text_to_image_mass
 
 
@@ -76,9 +77,8 @@ def save_overlays(overlay_data, out: Path) -> Path | None:
     images = np.stack([np.asarray(ex.image(0), dtype=np.uint8) for ex, _ in overlay_data])
     maps = np.stack([np.stack(grids) for _, grids in overlay_data]).astype(np.float32)
     questions = np.array([ex.fields["question"] for ex, _ in overlay_data])
-    tmp = out / "attention_overlays.tmp.npz"
-    np.savez(tmp, images=images, maps=maps, questions=questions)
-    tmp.replace(out / "attention_overlays.npz")
+    with atomic_path(out / "attention_overlays.npz", ".npz") as tmp:
+        np.savez(tmp, images=images, maps=maps, questions=questions)
     return out / "attention_overlays.npz"
 
 

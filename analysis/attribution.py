@@ -28,10 +28,21 @@ def run_attribution(
         answer = adapter.tok.encode(" " + ex.target)
         res = attribute(model, torch.tensor(ids), answer, pixels, n_steps=n_steps)
         diff = res.output - res.baseline_output
-        rows.append({"id": ex.id, "question": ex.fields["question"], "answer": ex.target, "type": ex.meta.get("type"),
-                     "group": ex.meta.get("group"), "image_share": res.shares["image"], "text_share": res.shares["text"],
-                     "logp": res.output, "logp_baseline": res.baseline_output, "completeness_error": res.delta,
-                     "relative_error": abs(res.delta) / max(abs(diff), 1e-9)})  # fmt: skip
+        rows.append(
+            {
+                "id": ex.id,
+                "question": ex.fields["question"],
+                "answer": ex.target,
+                "type": ex.meta.get("type"),
+                "group": ex.meta.get("group"),
+                "image_share": res.shares["image"],
+                "text_share": res.shares["text"],
+                "logp": res.output,
+                "logp_baseline": res.baseline_output,
+                "completeness_error": res.delta,
+                "relative_error": abs(res.delta) / max(abs(diff), 1e-9),
+            }
+        )
     df = pd.DataFrame(rows)
     write_csv(df, out, "attribution")
     plot_shares(df, out)

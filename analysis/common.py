@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from toolkit.eval.runner import Loaded, load_checkpoint
+from toolkit.files import atomic_path
 
 
 def load_run_for_analysis(run_dir: str | os.PathLike, world: str | os.PathLike | None = None) -> Loaded:
@@ -38,20 +39,17 @@ def save_figure(fig, out: Path, name: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
-        final = out / f"{name}.{ext}"
-        tmp = out / f"{name}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, bbox_inches="tight")
-        tmp.replace(final)
-        paths.append(final)
+        with atomic_path(out / f"{name}.{ext}", f".{ext}") as tmp:
+            fig.savefig(tmp, dpi=150, bbox_inches="tight")
+        paths.append(out / f"{name}.{ext}")
     plt.close(fig)
     return paths
 
 
 def write_csv(df, out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f"{name}.csv.tmp"
-    df.to_csv(tmp, index=False)
-    tmp.replace(out / f"{name}.csv")
+    with atomic_path(out / f"{name}.csv") as tmp:
+        df.to_csv(tmp, index=False)
     return out / f"{name}.csv"
 
 

@@ -69,8 +69,9 @@ def loaded_image(path: Path):
     return Image.open(path).convert("RGB")
 
 
-def run_probing(run_dir: str | os.PathLike, out: str | os.PathLike, attributes=ATTRIBUTES,
-                world: str | os.PathLike | None = None) -> pd.DataFrame:  # fmt: skip
+def run_probing(
+    run_dir: str | os.PathLike, out: str | os.PathLike, attributes=ATTRIBUTES, world: str | os.PathLike | None = None
+) -> pd.DataFrame:
     out = Path(out)
     cats, text_rows, image_rows = features(run_dir, world=world)
     n_layers = len(text_rows[0]["states"])
@@ -87,20 +88,46 @@ def run_probing(run_dir: str | os.PathLike, out: str | os.PathLike, attributes=A
                 g = np.array([r["category"] for r in items])
                 data[modality] = (x, y, g)
                 res = probe(x, y, g)
-                rows.append({"attribute": attribute, "layer": layer, "modality": modality, "setting": "held-out categories",
-                             "accuracy": res.accuracy, "control": res.control_accuracy, "selectivity": res.selectivity,
-                             "chance": res.chance, "n": res.n})  # fmt: skip
+                rows.append(
+                    {
+                        "attribute": attribute,
+                        "layer": layer,
+                        "modality": modality,
+                        "setting": "held-out categories",
+                        "accuracy": res.accuracy,
+                        "control": res.control_accuracy,
+                        "selectivity": res.selectivity,
+                        "chance": res.chance,
+                        "n": res.n,
+                    }
+                )
             if "text" in data and "image" in data:
                 for a, b in (("text", "image"), ("image", "text")):
                     acc = transfer_probe(data[a][0], data[a][1], data[b][0], data[b][1])
-                    rows.append({"attribute": attribute, "layer": layer, "modality": f"{a}->{b}", "setting": "cross-modal",
-                                 "accuracy": acc, "n": len(data[b][1])})  # fmt: skip
+                    rows.append(
+                        {
+                            "attribute": attribute,
+                            "layer": layer,
+                            "modality": f"{a}->{b}",
+                            "setting": "cross-modal",
+                            "accuracy": acc,
+                            "n": len(data[b][1]),
+                        }
+                    )
             x, y, g = data["text"]
             grounded = np.array([cats[c]["grounded"] for c in g])
             if attribute in ("colour", "size") and grounded.any() and (~grounded).any():
                 acc = transfer_probe(x[grounded], y[grounded], x[~grounded], y[~grounded])
-                rows.append({"attribute": attribute, "layer": layer, "modality": "text", "setting": "grounded->vision_only",
-                             "accuracy": acc, "n": int((~grounded).sum())})  # fmt: skip
+                rows.append(
+                    {
+                        "attribute": attribute,
+                        "layer": layer,
+                        "modality": "text",
+                        "setting": "grounded->vision_only",
+                        "accuracy": acc,
+                        "n": int((~grounded).sum()),
+                    }
+                )
     df = pd.DataFrame(rows)
     write_csv(df, out, "probing")
     plot_probing(df, out)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.common import write_csv
-from toolkit.grid.results import collect, compare_arms, summarize
-from toolkit.grid.spec import load_grid, select_arm
+from toolkit.grid.results import collect, compare_grid, summarize
+from toolkit.grid.spec import load_grid
 
 
 def run_transfer(
@@ -26,19 +26,25 @@ def run_transfer(
         s = summarize(df)
         s.insert(0, "grid", grid.name)
         summaries.append(s)
-        cells = grid.cells()
-        for a_sel, b_sel in grid.spec.compare:
-            a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
-            for (ev, group), sub in df.groupby(["eval", "group"]):
-                if sub["metric"].iloc[0] == "roc_auc":
-                    continue
-                try:
-                    c = compare_arms(grid, a, b, ev, None if group == "all" else group, results)
-                except ValueError:  # one arm has no results for this task (an image task of a text-only arm)
-                    continue
-                comparisons.append({"grid": grid.name, "a": a_sel, "b": b_sel, "eval": ev, "group": group, "effect": c.effect,
-                                    "ci_lo": c.ci95[0], "ci_hi": c.ci95[1], "p_value": c.p_value, "effect_size": c.effect_size,
-                                    "seeds": c.n_seeds, "examples": c.n_examples})  # fmt: skip
+        for c in compare_grid(grid, results):
+            if c.comparison is None:  # an arm has no results for this task (an image task of a text-only arm)
+                continue
+            comparisons.append(
+                {
+                    "grid": grid.name,
+                    "a": c.a,
+                    "b": c.b,
+                    "eval": c.eval,
+                    "group": c.group or "all",
+                    "effect": c.comparison.effect,
+                    "ci_lo": c.comparison.ci95[0],
+                    "ci_hi": c.comparison.ci95[1],
+                    "p_value": c.comparison.p_value,
+                    "effect_size": c.comparison.effect_size,
+                    "seeds": c.comparison.n_seeds,
+                    "examples": c.comparison.n_examples,
+                }
+            )
     summary = pd.concat(summaries) if summaries else pd.DataFrame()
     comp = pd.DataFrame(comparisons)
     write_csv(summary, out, "transfer_arms")

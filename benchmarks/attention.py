@@ -93,17 +93,33 @@ def measure_one(backend: str, seq: int, args) -> dict:
         _sync(args.device)
         times.append(time.perf_counter() - start)
     return {
-        "backend": backend, "seq": seq, "ms": round(statistics.median(times) * 1e3, 2),
-        "peak_mib": round(peak, 1), "held_mib": round(held, 1),
-    }  # fmt: skip
+        "backend": backend,
+        "seq": seq,
+        "ms": round(statistics.median(times) * 1e3, 2),
+        "peak_mib": round(peak, 1),
+        "held_mib": round(held, 1),
+    }
 
 
 def _in_subprocess(backend: str, seq: int, args) -> dict:
     cmd = [
-        sys.executable, __file__, "--one", f"{backend}:{seq}", "--device", args.device, "--batch", str(args.batch),
-        "--heads", str(args.heads), "--head-dim", str(args.head_dim), "--repeats", str(args.repeats),
-        "--dtype", args.dtype,
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--one",
+        f"{backend}:{seq}",
+        "--device",
+        args.device,
+        "--batch",
+        str(args.batch),
+        "--heads",
+        str(args.heads),
+        "--head-dim",
+        str(args.head_dim),
+        "--repeats",
+        str(args.repeats),
+        "--dtype",
+        args.dtype,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -161,9 +177,13 @@ def main() -> None:
         r["held_vs_eager"] = round(e["held_mib"] / max(r["held_mib"], 0.1), 1) if ok else None
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     result = {
-        "device": name, "dtype": args.dtype, "batch": args.batch, "heads": args.heads, "head_dim": args.head_dim,
+        "device": name,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "heads": args.heads,
+        "head_dim": args.head_dim,
         "rows": rows,
-    }  # fmt: skip
+    }
     if args.json:
         print(json.dumps(result))
         return

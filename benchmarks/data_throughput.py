@@ -101,8 +101,10 @@ def main() -> None:
         print(f"{'what':<32}{'samples/s':>12}")
         print(f"{'mixture loader (1 process)':<32}{result['loader_samples_per_s']:>12}")
         print(f"{'tiny model train step':<32}{result['train_samples_per_s']:>12}")
-        print(f"loader / consumption = {result['ratio']}x (goal >= 5x); {tokens:.0f} tokens per step, "
-              f"batch {BATCH}, {result['threads']} threads")  # fmt: skip
+        print(
+            f"loader / consumption = {result['ratio']}x (goal >= 5x); {tokens:.0f} tokens per step, "
+            f"batch {BATCH}, {result['threads']} threads"
+        )
     if tmp is not None:
         tmp.cleanup()
 

@@ -23,11 +23,13 @@ from toolkit.eval.tasks import TASKS, WORLD_TASKS
 def random_run(root: Path) -> Path:
     from toolkit.train.config import load_run_config
     from toolkit.train.loop import run_training
+    from toolkit.world.build import ensure_world
 
     cfg = load_run_config(
         Path(__file__).parents[1] / "experiments" / "runs" / "tiny-mllm.yaml",
         [f"data.world={root / 'world'}", "stages.0.steps=1", "stages.0.lr=1e-12", "logging.progress=false"],
     )
+    ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
     run_training(cfg, root / "run")
     return root / "run"
 
@@ -56,9 +58,12 @@ def main() -> None:
         start = time.perf_counter()
         loaded.adapter.rank(requests)
         rates[batch_size] = len(requests) / (time.perf_counter() - start)
-    result = {"tasks_seconds": timings, "total_seconds": round(sum(timings.values()), 1),
-              "rank_requests_per_s": {"batch_32": round(rates[32], 1), "batch_1": round(rates[1], 1)},
-              "speedup": round(rates[32] / rates[1], 2)}  # fmt: skip
+    result = {
+        "tasks_seconds": timings,
+        "total_seconds": round(sum(timings.values()), 1),
+        "rank_requests_per_s": {"batch_32": round(rates[32], 1), "batch_1": round(rates[1], 1)},
+        "speedup": round(rates[32] / rates[1], 2),
+    }
     if args.json:
         print(json.dumps(result))
     else:

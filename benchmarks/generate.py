@@ -50,18 +50,29 @@ def main() -> None:
     ids = torch.randint(7, d.vocab_size, (args.batch, args.prompt))
     llama = LlamaForCausalLM(
         LlamaConfig(
-            vocab_size=d.vocab_size, hidden_size=d.dim, intermediate_size=d.ffn_dim, num_hidden_layers=d.layers,
-            num_attention_heads=d.heads, num_key_value_heads=d.heads, max_position_embeddings=d.max_len,
-            tie_word_embeddings=True, attn_implementation="sdpa",
+            vocab_size=d.vocab_size,
+            hidden_size=d.dim,
+            intermediate_size=d.ffn_dim,
+            num_hidden_layers=d.layers,
+            num_attention_heads=d.heads,
+            num_key_value_heads=d.heads,
+            max_position_embeddings=d.max_len,
+            tie_word_embeddings=True,
+            attn_implementation="sdpa",
         )
-    ).eval()  # fmt: skip
+    ).eval()
     mask = torch.ones_like(ids)
 
     def hf(use_cache: bool):
         out = llama.generate(
-            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=args.new, min_new_tokens=args.new,
-            use_cache=use_cache, pad_token_id=0,
-        )  # fmt: skip
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=False,
+            max_new_tokens=args.new,
+            min_new_tokens=args.new,
+            use_cache=use_cache,
+            pad_token_id=0,
+        )
         return out[:, ids.shape[1] :].tolist()
 
     runs = {
@@ -88,11 +99,14 @@ def main() -> None:
     for r in rows:
         r["vs_hf_cached"] = round(r["tokens_per_s"] / hf_rate, 2)
     result = {
-        "batch": args.batch, "prompt": args.prompt, "new": args.new, "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "prompt": args.prompt,
+        "new": args.new,
+        "threads": torch.get_num_threads(),
         "xmt_cache_equals_no_cache": outputs["xmt, KV cache"] == outputs["xmt, no cache"],
         "hf_cache_equals_no_cache": outputs["HF generate, KV cache"] == outputs["HF generate, no cache"],
         "rows": rows,
-    }  # fmt: skip
+    }
     if args.json:
         print(json.dumps(result))
         return

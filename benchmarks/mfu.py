@@ -34,9 +34,11 @@ def run_one(args) -> dict:
     overrides = {
         "vision": {"kind": "none"},
         "decoder": {
-            "attention": args.attention, "compile": args.compile == "blocks", "gradient_checkpointing": args.checkpointing,
+            "attention": args.attention,
+            "compile": args.compile == "blocks",
+            "gradient_checkpointing": args.checkpointing,
         },
-    }  # fmt: skip
+    }
     cfg = preset_config(args.preset, overrides)
     d = cfg.decoder
     torch.manual_seed(0)
@@ -79,13 +81,24 @@ def run_one(args) -> dict:
     name = torch.cuda.get_device_name()
     peak = peak_tflops(name)
     return {
-        "device": name, "preset": args.preset, "attention": args.attention, "compile": args.compile,
-        "checkpointing": args.checkpointing, "loss_from": "logits" if args.logits else "fused",
-        "batch": args.batch, "accum": args.accum, "seq": args.seq, "matmul_params": n_matmul,
-        "step_s": round(sec, 4), "tokens_per_s": round(tokens / sec), "tflops": round(achieved, 1),
-        "mfu": round(achieved / peak, 3) if peak else None, "warmup_s": round(warmup_s, 1),
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1), "loss": round(float(loss), 3),
-    }  # fmt: skip
+        "device": name,
+        "preset": args.preset,
+        "attention": args.attention,
+        "compile": args.compile,
+        "checkpointing": args.checkpointing,
+        "loss_from": "logits" if args.logits else "fused",
+        "batch": args.batch,
+        "accum": args.accum,
+        "seq": args.seq,
+        "matmul_params": n_matmul,
+        "step_s": round(sec, 4),
+        "tokens_per_s": round(tokens / sec),
+        "tflops": round(achieved, 1),
+        "mfu": round(achieved / peak, 3) if peak else None,
+        "warmup_s": round(warmup_s, 1),
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1),
+        "loss": round(float(loss), 3),
+    }
 
 
 def main() -> None:
@@ -118,9 +131,19 @@ def main() -> None:
     rows = []
     for spec in args.rows.split(","):
         cmd = [
-            sys.executable, __file__, "--one", spec, "--preset", args.preset, "--seq", str(args.seq),
-            "--warmup", str(args.warmup), "--steps", str(args.steps),
-        ]  # fmt: skip
+            sys.executable,
+            __file__,
+            "--one",
+            spec,
+            "--preset",
+            args.preset,
+            "--seq",
+            str(args.seq),
+            "--warmup",
+            str(args.warmup),
+            "--steps",
+            str(args.steps),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode == 0:
             row = json.loads(out.stdout.strip().splitlines()[-1])

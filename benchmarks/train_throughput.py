@@ -99,9 +99,12 @@ def main() -> None:
     if not args.no_compile:
         compiled = torch.compile(build_model(text_cfg, seed=0).train())
         add(
-            "xmt-compiled", "xmt tiny (text), torch.compile", default,
-            xmt_step(compiled, {"input_ids": ids}, default == "bf16"), ids.numel(),
-        )  # fmt: skip
+            "xmt-compiled",
+            "xmt tiny (text), torch.compile",
+            default,
+            xmt_step(compiled, {"input_ids": ids}, default == "bf16"),
+            ids.numel(),
+        )
     mm_cfg = preset_config("tiny")
     mm = build_model(mm_cfg, seed=0).train()
     n = mm.num_image_tokens
@@ -113,14 +116,23 @@ def main() -> None:
         "attention_mask": cap_batch.attention_mask,
     }
     add(
-        "xmt-captions", "xmt tiny (caption batch)", default, xmt_step(mm, mm_batch, default == "bf16"),
+        "xmt-captions",
+        "xmt tiny (caption batch)",
+        default,
+        xmt_step(mm, mm_batch, default == "bf16"),
         int(cap_batch.attention_mask.sum()),
-    )  # fmt: skip
+    )
     llama_cfg = LlamaConfig(
-        vocab_size=d.vocab_size, hidden_size=d.dim, intermediate_size=d.ffn_dim, num_hidden_layers=d.layers,
-        num_attention_heads=d.heads, num_key_value_heads=d.heads, max_position_embeddings=d.max_len,
-        tie_word_embeddings=True, attn_implementation="sdpa",
-    )  # fmt: skip
+        vocab_size=d.vocab_size,
+        hidden_size=d.dim,
+        intermediate_size=d.ffn_dim,
+        num_hidden_layers=d.layers,
+        num_attention_heads=d.heads,
+        num_key_value_heads=d.heads,
+        max_position_embeddings=d.max_len,
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
     for precision in ("fp32", "bf16"):
         llama = LlamaForCausalLM(llama_cfg).train()
         add(f"hf-{precision}", "HF LlamaForCausalLM", precision, hf_step(llama, ids, precision == "bf16"), ids.numel())
@@ -139,9 +151,13 @@ def main() -> None:
         "equal_precision_bf16": round(rates["xmt-bf16"] / rates["hf-bf16"], 2),
     }
     result = {
-        "batch": args.batch, "seq": args.seq, "threads": torch.get_num_threads(), "default_precision": default,
-        "ratio": ratio, "rows": rows,
-    }  # fmt: skip
+        "batch": args.batch,
+        "seq": args.seq,
+        "threads": torch.get_num_threads(),
+        "default_precision": default,
+        "ratio": ratio,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result))
         return

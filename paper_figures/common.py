@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from toolkit.eval.metrics import METRICS
+from toolkit.files import atomic_path, write_atomic
 from toolkit.grid.results import collect, compare_arms, summarize
 from toolkit.grid.spec import Grid, load_grid, select_arm
 
@@ -84,9 +86,6 @@ def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-UNBOUNDED_ABOVE = ("cider",)  # the other metrics (accuracy, VQA accuracy, ROC AUC, F1) lie in [0, 1]
-
-
 def ours_cell(summary: pd.DataFrame, label: str, ev: str, group: str = "all", scale: float = 100.0) -> str:
     """'mean [lo, hi]' (x scale) of one arm on one eval cell and group, from a seed summary. The
     t-interval over seeds is clipped to the metric's range (with 2 seeds it is often wider)."""
@@ -98,12 +97,21 @@ def ours_cell(summary: pd.DataFrame, label: str, ev: str, group: str = "all", sc
     if math.isnan(r["ci_lo"]):
         return f"{r['mean'] * scale:.1f}"
     lo = max(r["ci_lo"], 0.0)
-    hi = r["ci_hi"] if r.get("metric") in UNBOUNDED_ABOVE else min(r["ci_hi"], 1.0)
+    upper = METRICS.get(r["metric"]).upper  # None: unbounded above (CIDEr)
+    hi = r["ci_hi"] if upper is None else min(r["ci_hi"], upper)
     return f"{r['mean'] * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}]"
 
 
-def comparison_cell(grid: Grid, a_sel: str | None, b_sel: str | None, ev: str, group: str | None, results: Path,
-                    scale: float = 100.0, ev_b: str | None = None) -> str:  # fmt: skip
+def comparison_cell(
+    grid: Grid,
+    a_sel: str | None,
+    b_sel: str | None,
+    ev: str,
+    group: str | None,
+    results: Path,
+    scale: float = 100.0,
+    ev_b: str | None = None,
+) -> str:
     """'±effect [lo, hi] p=..' of arm a minus arm b (a selector of None: the grid's only arm)."""
     cells = grid.cells()
     arm = lambda sel: select_arm(cells, sel) if sel else only_arm(grid)  # noqa: E731
@@ -115,38 +123,48 @@ def comparison_cell(grid: Grid, a_sel: str | None, b_sel: str | None, ev: str, g
     return f"{sign}{abs(comp.effect) * scale:.1f} [{comp.ci95[0] * scale:+.1f}, {comp.ci95[1] * scale:+.1f}] p={comp.p_value:.2g}"
 
 
-def write_table(ctx: Context, name: str, title: str, header: list[str], rows: list[list[str]], notes: list[str],
-                provenance: dict) -> list[Path]:  # fmt: skip
+def write_table(
+    ctx: Context, name: str, title: str, header: list[str], rows: list[list[str]], notes: list[str], provenance: dict
+) -> list[Path]:
     """Markdown and LaTeX versions of one table, written under temporary names; deterministic bytes."""
     ctx.out.mkdir(parents=True, exist_ok=True)
     if any("— ours" in r[0] for r in rows):
-        notes = [*notes, "Ours: an arm's [lo, hi] is the 95% t-interval over training seeds, clipped to the metric's "
-                         "range; a difference's is paired over seeds and examples as crossed factors (t reference; see README, Statistics)."]  # fmt: skip
+        notes = [
+            *notes,
+            "Ours: an arm's [lo, hi] is the 95% t-interval over training seeds, clipped to the metric's "
+            "range; a difference's is paired over seeds and examples as crossed factors (t reference; see README, Statistics).",
+        ]
     rows, notes = _footnote_missing(rows, notes)
     prov = ", ".join(f"{k}: {v}" for k, v in provenance.items())
     md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     md += [""] + [f"- {n}" for n in notes] + [f"- provenance: {prov}", ""]
     esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&").replace("−", "$-$")  # noqa: E731
-    tex = [f"% {title}", f"% provenance: {prov}", r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",
-           " & ".join(esc(h) for h in header) + r" \\", r"\midrule"]  # fmt: skip
+    tex = [
+        f"% {title}",
+        f"% provenance: {prov}",
+        r"\begin{tabular}{" + "l" * len(header) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
     tex += [" & ".join(esc(c) for c in r) + r" \\" for r in rows]
     tex += [r"\bottomrule", r"\end{tabular}", ""]
     paths = []
     for ext, text in (("md", "\n".join(md)), ("tex", "\n".join(tex))):
-        final = ctx.out / f"{name}.{ext}"
-        tmp = ctx.out / f"{name}.tmp.{ext}"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(final)
-        paths.append(final)
+        paths.append(write_atomic(ctx.out / f"{name}.{ext}", text))
     return paths
 
 
 def provenance(ctx: Context, grid: Grid | None, df: pd.DataFrame) -> dict:
     if grid is None or df.empty:
         return {"commit": ctx.commit, "results": "none"}
-    return {"commit": ctx.commit, "grid": f"{grid.name} ({grid.scale})", "cells": ",".join(sorted(df["cell"].unique())),
-            "seeds": ",".join(str(s) for s in sorted(df["seed"].unique()))}  # fmt: skip
+    return {
+        "commit": ctx.commit,
+        "grid": f"{grid.name} ({grid.scale})",
+        "cells": ",".join(sorted(df["cell"].unique())),
+        "seeds": ",".join(str(s) for s in sorted(df["seed"].unique())),
+    }
 
 
 def summary_of(df: pd.DataFrame) -> pd.DataFrame:
@@ -168,10 +186,18 @@ def only_arm(grid: Grid) -> str:
     return labels[0]
 
 
-def paper_vs_ours(ctx: Context, name: str, title: str, paper: list[tuple[str, list[str]]], grid_name: str,
-                  arms: list[tuple[str | None, str]], columns: list[Column], notes: list[str],
-                  paper_diffs: list[tuple[str, str, str, str]] = (),
-    compare: list[tuple[str | None, str | None, str, dict[str, tuple[str, str]] | None]] = ()) -> list[Path]:  # fmt: skip
+def paper_vs_ours(
+    ctx: Context,
+    name: str,
+    title: str,
+    paper: list[tuple[str, list[str]]],
+    grid_name: str,
+    arms: list[tuple[str | None, str]],
+    columns: list[Column],
+    notes: list[str],
+    paper_diffs: list[tuple[str, str, str, str]] = (),
+    compare: list[tuple[str | None, str | None, str, dict[str, tuple[str, str]] | None]] = (),
+) -> list[Path]:
     """A table with the paper's rows (its real benchmarks) next to ours (the world's analogues).
 
     paper: [(table key, the columns of it to show)]; rows are the union of the tables' rows.
@@ -211,8 +237,13 @@ def paper_vs_ours(ctx: Context, name: str, title: str, paper: list[tuple[str, li
         n = df["seed"].nunique()
         for selector, row_name in arms:
             label = select_arm(cells, selector) if selector else only_arm(grid)
-            rows.append([f"{row_name} — ours, {grid.scale} world, {n} seeds", *["–"] * len(paper_headers),
-                         *(ours_cell(summary, label, c.eval, c.group, c.scale) for c in columns)])  # fmt: skip
+            rows.append(
+                [
+                    f"{row_name} — ours, {grid.scale} world, {n} seeds",
+                    *["–"] * len(paper_headers),
+                    *(ours_cell(summary, label, c.eval, c.group, c.scale) for c in columns),
+                ]
+            )
         for a, b, label, pairs in compare:
             cells_ = []
             for c in columns:
@@ -226,26 +257,45 @@ def paper_vs_ours(ctx: Context, name: str, title: str, paper: list[tuple[str, li
                     cells_.append("–")
             rows.append([f"{label} — ours (paired, {n} seeds)", *["–"] * len(paper_headers), *cells_])
     else:
-        notes = [*notes, f"Ours: no stored results for grid '{grid_name}' yet (run `xmt grid run experiments/paper/"
-                         f"{grid_name}.yaml` or `xmt reproduce`)."]  # fmt: skip
+        notes = [
+            *notes,
+            f"Ours: no stored results for grid '{grid_name}' yet (run `xmt grid run experiments/paper/"
+            f"{grid_name}.yaml` or `xmt reproduce`).",
+        ]
     return write_table(ctx, name, title, header, rows, notes, provenance(ctx, grid, df))
 
 
 def write_rows_csv(ctx: Context, name: str, df: pd.DataFrame) -> Path:
     """The numbers behind a figure, as `name`.csv (rounded, so the same results give the same bytes)."""
     ctx.out.mkdir(parents=True, exist_ok=True)
-    final, tmp = ctx.out / f"{name}.csv", ctx.out / f"{name}.tmp.csv"
-    df.round(6).to_csv(tmp, index=False)
-    tmp.replace(final)
-    return final
+    with atomic_path(ctx.out / f"{name}.csv", ".csv") as tmp:
+        df.round(6).to_csv(tmp, index=False)
+    return ctx.out / f"{name}.csv"
 
 
-def few_shot_table(ctx: Context, name: str, title: str, task: str, paper: list[tuple[str, list[str]]],
-                   notes: list[str], shots: tuple[int, ...] = (2, 4, 8), control_k: int = 4) -> list[Path]:  # fmt: skip
+def few_shot_table(
+    ctx: Context,
+    name: str,
+    title: str,
+    task: str,
+    paper: list[tuple[str, list[str]]],
+    notes: list[str],
+    shots: tuple[int, ...] = (2, 4, 8),
+    control_k: int = 4,
+) -> list[Path]:
     """A paper_vs_ours table of the few-shot grid for one world task: k = 0 and `shots`, the blank-demo
     control at `control_k`, and k shots − zero-shot paired over seeds and examples."""
     columns = [Column("world k=0", task)] + [Column(f"world k={k}", f"{task}-{k}shot") for k in shots]
     columns.append(Column(f"world k={control_k}, blank demo images", f"{task}-{control_k}shot-blank"))
     pairs = {f"world k={k}": (f"{task}-{k}shot", task) for k in shots}
-    return paper_vs_ours(ctx, name, title, paper, "few-shot", [(None, "Kosmos-style MLLM")], columns, notes,
-                         compare=[(None, None, "k shots − zero-shot", pairs)])  # fmt: skip
+    return paper_vs_ours(
+        ctx,
+        name,
+        title,
+        paper,
+        "few-shot",
+        [(None, "Kosmos-style MLLM")],
+        columns,
+        notes,
+        compare=[(None, None, "k shots − zero-shot", pairs)],
+    )

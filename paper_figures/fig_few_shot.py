@@ -12,8 +12,12 @@ from toolkit.grid.stats import seed_ci
 
 GRID = "few-shot"
 TASKS = (("world-captioning", "captioning (CIDEr x100)"), ("world-vqa", "VQA accuracy (%)"))
-ABLATION_NAMES = {"none": "demos as given", "text": "text-only demos", "shuffle": "shuffled demo images",
-                  "blank": "blank demo images"}  # fmt: skip
+ABLATION_NAMES = {
+    "none": "demos as given",
+    "text": "text-only demos",
+    "shuffle": "shuffled demo images",
+    "blank": "blank demo images",
+}
 
 
 def curves(df: pd.DataFrame) -> pd.DataFrame:
@@ -25,13 +29,31 @@ def curves(df: pd.DataFrame) -> pd.DataFrame:
     zero = df[df["shots"] == 0]
     for (task, ablation, k), sub in df[df["shots"] > 0].groupby(["task", "ablation", "shots"]):
         mean, lo, hi = seed_ci(sub["value"].to_numpy())
-        rows.append({"task": task, "ablation": ablation, "shots": int(k), "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                     "seeds": len(sub)})  # fmt: skip
+        rows.append(
+            {
+                "task": task,
+                "ablation": ablation,
+                "shots": int(k),
+                "mean": mean,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "seeds": len(sub),
+            }
+        )
     for task, sub in zero.groupby("task"):
         mean, lo, hi = seed_ci(sub["value"].to_numpy())
         for ablation in df["ablation"].unique():  # k = 0 is the same point for every control
-            rows.append({"task": task, "ablation": ablation, "shots": 0, "mean": mean, "ci_lo": lo, "ci_hi": hi,
-                         "seeds": len(sub)})  # fmt: skip
+            rows.append(
+                {
+                    "task": task,
+                    "ablation": ablation,
+                    "shots": 0,
+                    "mean": mean,
+                    "ci_lo": lo,
+                    "ci_hi": hi,
+                    "seeds": len(sub),
+                }
+            )
     return pd.DataFrame(rows).sort_values(["task", "ablation", "shots"]).reset_index(drop=True)
 
 

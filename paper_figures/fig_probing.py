@@ -25,8 +25,17 @@ def build(ctx: Context):
     palette = dict(zip(series, sns.color_palette(n_colors=len(series))))
     for ax, attribute in zip(axes[0], attributes):
         sub = df[df["attribute"] == attribute]
-        sns.lineplot(data=sub, x="layer", y="accuracy", hue="series", palette=palette, marker="o", ax=ax,
-                     legend=False, errorbar=None)  # fmt: skip
+        sns.lineplot(
+            data=sub,
+            x="layer",
+            y="accuracy",
+            hue="series",
+            palette=palette,
+            marker="o",
+            ax=ax,
+            legend=False,
+            errorbar=None,
+        )
         chance = sub["chance"].dropna()
         if len(chance):
             ax.axhline(float(chance.iloc[0]), color="grey", ls="--", lw=1, label="chance")

@@ -30,8 +30,16 @@ def losses(ctx: Context) -> pd.DataFrame:
             record = json.loads(line)
             for key, value in record.items():
                 if key.startswith("loss/"):
-                    rows.append({"arm": arm, "seed": cell.seed, "cell": cell.id, "step": record["step"],
-                                 "stream": key[5:], "loss": value})  # fmt: skip
+                    rows.append(
+                        {
+                            "arm": arm,
+                            "seed": cell.seed,
+                            "cell": cell.id,
+                            "step": record["step"],
+                            "stream": key[5:],
+                            "loss": value,
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -55,6 +63,10 @@ def build(ctx: Context):
     axes[0][0].set_ylabel("training loss (token mean)")
     axes[0][0].legend()
     fig.suptitle(f"Training curves, mean and min-max over {df['seed'].nunique()} seeds", y=1.04)
-    prov = {"commit": ctx.commit, "grid": GRID, "cells": ",".join(sorted(df["cell"].unique())),
-            "seeds": ",".join(str(s) for s in sorted(df["seed"].unique()))}  # fmt: skip
+    prov = {
+        "commit": ctx.commit,
+        "grid": GRID,
+        "cells": ",".join(sorted(df["cell"].unique())),
+        "seeds": ",".join(str(s) for s in sorted(df["seed"].unique())),
+    }
     return [write_rows_csv(ctx, "fig_training_curves", summary)] + save(fig, ctx.out, "fig_training_curves", prov)

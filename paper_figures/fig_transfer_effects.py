@@ -9,35 +9,54 @@ import pandas as pd
 
 from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
-from toolkit.grid.results import compare_arms
-from toolkit.grid.spec import select_arm
+from toolkit.grid.results import compare_grid
 
-# (grid, arm a, arm b, [(eval cell, group or None, what it shows)])
+# (grid, [(eval cell, group or None, what it shows)]): each grid's `compare` pairs on these
 EFFECTS = [
-    ("visual-commonsense", "name=mllm", "name=llm", [("world-colour", "vision_only", "colour, vision-only objects"),
-                                                      ("world-colour", "grounded", "colour, text-grounded objects"),
-                                                      ("world-size", "vision_only", "size, vision-only objects")]),
-    ("language-tasks", "name=mllm", "name=llm", [("world-language-mc", None, "language tasks, 0-shot")]),
-    ("instruction-tuning", "name=instruct", "name=no-instruct", [("world-captioning", None, "captioning (CIDEr)"),
-                                                                  ("world-vqa", None, "VQA"), ("world-raven", None, "Raven")]),
-]  # fmt: skip
+    (
+        "visual-commonsense",
+        [
+            ("world-colour", "vision_only", "colour, vision-only objects"),
+            ("world-colour", "grounded", "colour, text-grounded objects"),
+            ("world-size", "vision_only", "size, vision-only objects"),
+        ],
+    ),
+    ("language-tasks", [("world-language-mc", None, "language tasks, 0-shot")]),
+    (
+        "instruction-tuning",
+        [("world-captioning", None, "captioning (CIDEr)"), ("world-vqa", None, "VQA"), ("world-raven", None, "Raven")],
+    ),
+]
 
 
 def effects(ctx: Context) -> pd.DataFrame:
     rows = []
-    for grid_name, a, b, evals in EFFECTS:
+    for grid_name, evals in EFFECTS:
         grid = ctx.grid(grid_name)
         if grid is None:
             continue
-        cells = grid.cells()
-        for ev, group, what in evals:
-            try:
-                comp = compare_arms(grid, select_arm(cells, a), select_arm(cells, b), ev, group, ctx.results)
-            except (ValueError, FileNotFoundError):
+        cells = ",".join(sorted(c.id for c in grid.cells()))
+        what = {(ev, group): w for ev, group, w in evals}
+        for c in compare_grid(grid, ctx.results, [(ev, group) for ev, group, _ in evals]):
+            if c.comparison is None:
                 continue  # not run (yet)
-            rows.append({"grid": grid_name, "cells": ",".join(sorted(c.id for c in cells)), "comparison": f"{a.split('=')[1]} − {b.split('=')[1]}", "eval": ev,
-                         "group": group or "all", "what": what, "effect": comp.effect, "ci_lo": comp.ci95[0],
-                         "ci_hi": comp.ci95[1], "p": comp.p_value, "seeds": comp.n_seeds, "examples": comp.n_examples})  # fmt: skip
+            comp = c.comparison
+            rows.append(
+                {
+                    "grid": grid_name,
+                    "cells": cells,
+                    "comparison": f"{c.a.split('=')[1]} − {c.b.split('=')[1]}",
+                    "eval": c.eval,
+                    "group": c.group or "all",
+                    "what": what[(c.eval, c.group)],
+                    "effect": comp.effect,
+                    "ci_lo": comp.ci95[0],
+                    "ci_hi": comp.ci95[1],
+                    "p": comp.p_value,
+                    "seeds": comp.n_seeds,
+                    "examples": comp.n_examples,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -64,6 +83,10 @@ def build(ctx: Context):
     seeds = int(df["seeds"].max()) if not math.isnan(df["seeds"].max()) else 0
     ax.set_xlabel(f"paired difference (points; 95% CI over {seeds} seeds and the examples)")
     ax.set_title("Transfer effects measured on the world")
-    prov = {"commit": ctx.commit, "grids": ",".join(dict.fromkeys(df["grid"])),
-            "cells": ",".join(sorted({c for cs in df["cells"] for c in cs.split(",")})), "seeds": seeds}  # fmt: skip
+    prov = {
+        "commit": ctx.commit,
+        "grids": ",".join(dict.fromkeys(df["grid"])),
+        "cells": ",".join(sorted({c for cs in df["cells"] for c in cs.split(",")})),
+        "seeds": seeds,
+    }
     return paths + save(fig, ctx.out, "fig_transfer_effects", prov)

@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from toolkit.files import atomic_path  # noqa: E402
+
 # One colour per role, used by every figure: the arm with images/instructions vs its control.
 PALETTE = {"treatment": "#1b6ca8", "control": "#d1495b", "neutral": "#6c757d", "chance": "#adb5bd"}
 ABLATION_COLOURS = {"none": "#1b6ca8", "text": "#edae49", "shuffle": "#00798c", "blank": "#d1495b"}
@@ -17,8 +19,16 @@ ABLATION_COLOURS = {"none": "#1b6ca8", "text": "#edae49", "shuffle": "#00798c", 
 
 def apply_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
-    plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "axes.titleweight": "bold", "legend.frameon": False,
-                         "svg.hashsalt": "xmt", "pdf.fonttype": 42})  # fmt: skip
+    plt.rcParams.update(
+        {
+            "figure.dpi": 150,
+            "savefig.dpi": 150,
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+            "svg.hashsalt": "xmt",
+            "pdf.fonttype": 42,
+        }
+    )
 
 
 def save(fig, out: Path, name: str, provenance: dict | None = None) -> list[Path]:
@@ -32,10 +42,9 @@ def save(fig, out: Path, name: str, provenance: dict | None = None) -> list[Path
     pdf = {"CreationDate": None, "Producer": None, "Creator": None, "Subject": prov}
     paths = []
     for ext, metadata in (("png", png), ("pdf", pdf)):
-        final, tmp = out / f"{name}.{ext}", out / f"{name}.tmp.{ext}"
-        fig.savefig(tmp, format=ext, bbox_inches="tight", metadata=metadata)
-        tmp.replace(final)
-        paths.append(final)
+        with atomic_path(out / f"{name}.{ext}", f".{ext}") as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight", metadata=metadata)
+        paths.append(out / f"{name}.{ext}")
     plt.close(fig)
     return paths
 

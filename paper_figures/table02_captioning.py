@@ -14,7 +14,10 @@ def build(ctx: Context):
         "minus zero-shot, paired over seeds and examples; blank demo images control for what the demos' pictures add.",
     ]
     return few_shot_table(
-        ctx, "table02_captioning", "Tables 2 and 3: zero- and few-shot image captioning — paper vs ours",
-        "world-captioning", [("table2", ["COCO CIDEr", "Flickr30k CIDEr"]), ("table3", ["COCO k=2", "COCO k=4", "COCO k=8"])],
+        ctx,
+        "table02_captioning",
+        "Tables 2 and 3: zero- and few-shot image captioning — paper vs ours",
+        "world-captioning",
+        [("table2", ["COCO CIDEr", "Flickr30k CIDEr"]), ("table3", ["COCO k=2", "COCO k=4", "COCO k=8"])],
         notes,
-    )  # fmt: skip
+    )

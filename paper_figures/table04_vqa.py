@@ -14,6 +14,10 @@ def build(ctx: Context):
         "shots minus zero-shot, paired over seeds and examples.",
     ]
     return few_shot_table(
-        ctx, "table04_vqa", "Tables 4 and 5: zero- and few-shot visual question answering — paper vs ours", "world-vqa",
-        [("table4", ["VQAv2", "VizWiz"]), ("table5", ["VQAv2 k=2", "VQAv2 k=4", "VQAv2 k=8"])], notes,
-    )  # fmt: skip
+        ctx,
+        "table04_vqa",
+        "Tables 4 and 5: zero- and few-shot visual question answering — paper vs ours",
+        "world-vqa",
+        [("table4", ["VQAv2", "VizWiz"]), ("table5", ["VQAv2 k=2", "VQAv2 k=4", "VQAv2 k=8"])],
+        notes,
+    )

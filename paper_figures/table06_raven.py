@@ -16,9 +16,14 @@ def build(ctx: Context):
         "difference is paired over seeds and puzzles.",
     ]
     return paper_vs_ours(
-        ctx, "table06_raven", "Table 6: zero-shot Raven IQ tests — paper vs ours", [("table6", ["Accuracy"])],
-        "instruction-tuning", [(ON, "with instruction tuning"), (OFF, "without instruction tuning")],
-        [Column("world Raven", "world-raven")], notes,
+        ctx,
+        "table06_raven",
+        "Table 6: zero-shot Raven IQ tests — paper vs ours",
+        [("table6", ["Accuracy"])],
+        "instruction-tuning",
+        [(ON, "with instruction tuning"), (OFF, "without instruction tuning")],
+        [Column("world Raven", "world-raven")],
+        notes,
         paper_diffs=[("table6", "Kosmos-1", "Kosmos-1 w/o language-only instruction tuning", "with − without")],
         compare=[(ON, OFF, "with − without", None)],
-    )  # fmt: skip
+    )

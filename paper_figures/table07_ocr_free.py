@@ -15,8 +15,12 @@ def build(ctx: Context):
         "[95% CI over seeds], the chain-of-thought grid's instruction-tuned model with the standard prompt.",
     ]
     return paper_vs_ours(
-        ctx, "table07_ocr_free", "Tables 7 and 8: OCR-free language understanding — paper vs ours",
-        [("table7", ["HatefulMemes", "Rendered SST-2"]), ("table8", ["EM", "F1"])], "chain-of-thought",
-        [(None, "Kosmos-style MLLM (instruction-tuned)")], [Column("world rendered sentiment", "world-rendered-sentiment")],
+        ctx,
+        "table07_ocr_free",
+        "Tables 7 and 8: OCR-free language understanding — paper vs ours",
+        [("table7", ["HatefulMemes", "Rendered SST-2"]), ("table8", ["EM", "F1"])],
+        "chain-of-thought",
+        [(None, "Kosmos-style MLLM (instruction-tuned)")],
+        [Column("world rendered sentiment", "world-rendered-sentiment")],
         notes,
-    )  # fmt: skip
+    )

@@ -16,9 +16,14 @@ def build(ctx: Context):
         "standard prompting on the same model, paired over seeds and examples.",
     ]
     return paper_vs_ours(
-        ctx, "table09_cot", "Table 9: multimodal chain-of-thought prompting — paper vs ours", [("table9", ["Accuracy"])],
-        "chain-of-thought", [(None, "Kosmos-style MLLM (instruction-tuned)")],
-        [Column("world standard prompt", STANDARD), Column("world chain-of-thought", COT)], notes,
+        ctx,
+        "table09_cot",
+        "Table 9: multimodal chain-of-thought prompting — paper vs ours",
+        [("table9", ["Accuracy"])],
+        "chain-of-thought",
+        [(None, "Kosmos-style MLLM (instruction-tuned)")],
+        [Column("world standard prompt", STANDARD), Column("world chain-of-thought", COT)],
+        notes,
         paper_diffs=[("table9", "Kosmos-1 w/ multimodal CoT", "Kosmos-1", "CoT − standard")],
         compare=[(None, None, "CoT − standard", {"world chain-of-thought": (COT, STANDARD)})],
-    )  # fmt: skip
+    )

@@ -16,9 +16,14 @@ def build(ctx: Context):
         "names, mean [95% CI over seeds]; the difference is paired over seeds and images.",
     ]
     return paper_vs_ours(
-        ctx, "table10_classification", "Table 10: zero-shot image classification — paper vs ours",
-        [("table10", ["Without constraints", "With constraints"])], "classification", [(None, "Kosmos-style MLLM")],
-        [Column("world free", FREE), Column("world constrained", CONSTRAINED)], notes,
+        ctx,
+        "table10_classification",
+        "Table 10: zero-shot image classification — paper vs ours",
+        [("table10", ["Without constraints", "With constraints"])],
+        "classification",
+        [(None, "Kosmos-style MLLM")],
+        [Column("world free", FREE), Column("world constrained", CONSTRAINED)],
+        notes,
         paper_diffs=[("table10", "Kosmos-1", "GIT", "Kosmos-1 − GIT")],
         compare=[(None, None, "constrained − free", {"world constrained": (CONSTRAINED, FREE)})],
-    )  # fmt: skip
+    )

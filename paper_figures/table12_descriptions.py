@@ -16,9 +16,14 @@ def build(ctx: Context):
         "[95% CI over seeds]; the difference is paired over seeds and examples.",
     ]
     return paper_vs_ours(
-        ctx, "table12_descriptions", "Table 12: classification with descriptions — paper vs ours", [("table12", ["Accuracy"])],
-        "descriptions", [(None, "Kosmos-style MLLM (instruction-tuned)")],
-        [Column("world names only", WITHOUT), Column("world with descriptions", WITH)], notes,
+        ctx,
+        "table12_descriptions",
+        "Table 12: classification with descriptions — paper vs ours",
+        [("table12", ["Accuracy"])],
+        "descriptions",
+        [(None, "Kosmos-style MLLM (instruction-tuned)")],
+        [Column("world names only", WITHOUT), Column("world with descriptions", WITH)],
+        notes,
         paper_diffs=[("table12", "With descriptions", "Without descriptions", "with − without descriptions")],
         compare=[(None, None, "with − without descriptions", {"world with descriptions": (WITH, WITHOUT)})],
-    )  # fmt: skip
+    )

@@ -21,6 +21,13 @@ def build(ctx: Context):
         "paired over seeds and items: the cost or gain of images for language.",
     ]
     return paper_vs_ours(
-        ctx, "table13_language", "Table 13: language tasks — paper vs ours", [("table13", cols)], "language-tasks",
-        [(MLLM, "MLLM"), (LLM, "LLM (same text)")], columns, notes, compare=[(MLLM, LLM, "MLLM − LLM", None)],
-    )  # fmt: skip
+        ctx,
+        "table13_language",
+        "Table 13: language tasks — paper vs ours",
+        [("table13", cols)],
+        "language-tasks",
+        [(MLLM, "MLLM"), (LLM, "LLM (same text)")],
+        columns,
+        notes,
+        compare=[(MLLM, LLM, "MLLM − LLM", None)],
+    )

@@ -23,8 +23,15 @@ def build(ctx: Context):
     paper = paper_table("table16")
     grid, df = ctx.frame(GRID)
     summary = summary_of(df)
-    header = ["Model", "RelativeSize", "MemoryColor", "ColorTerms", "world size (vision-only)", "world colour (vision-only)",
-              "world colour (grounded)"]  # fmt: skip
+    header = [
+        "Model",
+        "RelativeSize",
+        "MemoryColor",
+        "ColorTerms",
+        "world size (vision-only)",
+        "world colour (vision-only)",
+        "world colour (grounded)",
+    ]
     rows = [
         [f"{model} — paper, real benchmarks"] + [fmt(v) for v in values] + ["–", "–", "–"]
         for model, values in paper["rows"].items()
@@ -37,19 +44,43 @@ def build(ctx: Context):
         n = df["seed"].nunique()
         for sel, name in ((MLLM, "MLLM"), (LLM, "LLM")):
             lab = labels[sel]
-            rows.append([f"{name} — ours, {grid.scale} world, {n} seeds", ours_cell(summary, lab, "relativesize"),
-                         ours_cell(summary, lab, "memorycolor"), ours_cell(summary, lab, "colorterms"),
-                         ours_cell(summary, lab, "world-size", "vision_only"), ours_cell(summary, lab, "world-colour", "vision_only"),
-                         ours_cell(summary, lab, "world-colour", "grounded")])  # fmt: skip
-        rows.append([f"MLLM − LLM — ours (paired, {n} seeds)"] + [
-            comparison_cell(grid, MLLM, LLM, ev, group, ctx.results)
-            for ev, group in (("relativesize", None), ("memorycolor", None), ("colorterms", None), ("world-size", "vision_only"),
-                              ("world-colour", "vision_only"), ("world-colour", "grounded"))])  # fmt: skip
+            rows.append(
+                [
+                    f"{name} — ours, {grid.scale} world, {n} seeds",
+                    ours_cell(summary, lab, "relativesize"),
+                    ours_cell(summary, lab, "memorycolor"),
+                    ours_cell(summary, lab, "colorterms"),
+                    ours_cell(summary, lab, "world-size", "vision_only"),
+                    ours_cell(summary, lab, "world-colour", "vision_only"),
+                    ours_cell(summary, lab, "world-colour", "grounded"),
+                ]
+            )
+        rows.append(
+            [f"MLLM − LLM — ours (paired, {n} seeds)"]
+            + [
+                comparison_cell(grid, MLLM, LLM, ev, group, ctx.results)
+                for ev, group in (
+                    ("relativesize", None),
+                    ("memorycolor", None),
+                    ("colorterms", None),
+                    ("world-size", "vision_only"),
+                    ("world-colour", "vision_only"),
+                    ("world-colour", "grounded"),
+                )
+            ]
+        )
     notes = [
         "Paper: accuracy (%) on the real benchmarks, zero-shot, text only; Kosmos-1 is above the LLM on all three.",
         "Ours: accuracy (%) mean [95% CI over training seeds]; the difference row is paired over seeds and examples "
         "(crossed). Vision-only categories never have their colour or size stated in text, so a positive MLLM − LLM "
         "there is transfer from images; a difference whose interval contains 0 is not an effect.",
     ]
-    return write_table(ctx, "table16_visual_commonsense", paper["caption"] + " — paper vs ours", header, rows, notes,
-                       provenance(ctx, grid, df))  # fmt: skip
+    return write_table(
+        ctx,
+        "table16_visual_commonsense",
+        paper["caption"] + " — paper vs ours",
+        header,
+        rows,
+        notes,
+        provenance(ctx, grid, df),
+    )

@@ -74,8 +74,16 @@ def test_safetensors_round_trip(tmp_path, overrides):
 def test_saved_clip_checkpoint_no_longer_needs_the_hf_directory(tmp_path):
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                                     image_size=16, patch_size=8)).save_pretrained(tmp_path / "clip")  # fmt: skip
+    CLIPVisionModel(
+        CLIPVisionConfig(
+            hidden_size=24,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=16,
+            patch_size=8,
+        )
+    ).save_pretrained(tmp_path / "clip")
     model = tiny_model(vision={"kind": "clip", "path": str(tmp_path / "clip")})
     save_model(model, tmp_path / "ckpt")
     saved = json.loads((tmp_path / "ckpt" / "model.json").read_text())
@@ -117,8 +125,9 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
     # Killed once the first cell is done, a rerun must keep it (same bytes) and finish the rest.
     cmd = [sys.executable, "-m", "toolkit.cli", "reproduce", "--scale", "smoke", "--out", str(tmp_path)]
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline, first = time.time() + 600, None
     while time.time() < deadline and first is None:
         for status in (tmp_path / "results").glob("*/*/status.json"):

@@ -171,8 +171,12 @@ def test_mmc4_style_documents_with_base64_or_member_images(tmp_path):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
 
-        doc1 = {"text_list": ["first.", "second.", "third."],
-                "image_info": [{"image_name": "a.jpg", "matched_text_index": 1, "image_base64": base64.b64encode(_png()).decode()}]}  # fmt: skip
+        doc1 = {
+            "text_list": ["first.", "second.", "third."],
+            "image_info": [
+                {"image_name": "a.jpg", "matched_text_index": 1, "image_base64": base64.b64encode(_png()).decode()}
+            ],
+        }
         add("doc1.json", json.dumps(doc1).encode())
         doc2 = {"text_list": ["alpha.", "beta."], "image_info": [{"image_name": "img0.png", "matched_text_index": 0}]}
         add("doc2.json", json.dumps(doc2).encode())

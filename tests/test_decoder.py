@@ -129,9 +129,16 @@ def test_logits_match_torchscale_with_mapped_weights(subln):
     TSConfig, TSDecoder = _import_torchscale()
     torch.manual_seed(0)
     ts_cfg = TSConfig(
-        vocab_size=64, decoder_embed_dim=32, decoder_layers=3, decoder_attention_heads=4, decoder_ffn_embed_dim=64,
-        subln=subln, xpos_rel_pos=True, dropout=0.0, attention_dropout=0.0,
-    )  # fmt: skip
+        vocab_size=64,
+        decoder_embed_dim=32,
+        decoder_layers=3,
+        decoder_attention_heads=4,
+        decoder_ffn_embed_dim=64,
+        subln=subln,
+        xpos_rel_pos=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
     reference = TSDecoder(ts_cfg, embed_tokens=nn.Embedding(64, 32)).eval()
     ours = tiny_model(
         decoder={"layers": 3, "norm": "subln" if subln else "preln", "tie_embeddings": False, "positions": "xpos"},

@@ -95,8 +95,25 @@ def test_every_world_task_runs_through_xmt_eval_and_random_weights_score_near_ch
 
 
 def test_few_shot_cells_and_trials_are_written(random_run, tmp_path):
-    result = CliRunner().invoke(main, ["eval", str(random_run), "--tasks", "world-vqa", "--shots", "0,2", "--trials", "2",
-                                       "--ablations", "none,blank", "--limit", "6", "--out", str(tmp_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            str(random_run),
+            "--tasks",
+            "world-vqa",
+            "--shots",
+            "0,2",
+            "--trials",
+            "2",
+            "--ablations",
+            "none,blank",
+            "--limit",
+            "6",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in tmp_path.glob("*.json"))
     assert names == ["world-vqa-2shot-blank.json", "world-vqa-2shot.json", "world-vqa.json"]
@@ -130,8 +147,10 @@ def test_eval_list_names_every_task_with_its_family_scoring_and_data():
 
 
 def test_a_few_shot_cell_of_a_task_without_demonstrations_says_it_is_skipped(random_run, tmp_path):
-    out = CliRunner().invoke(main, ["eval", str(random_run), "--tasks", "world-raven", "--shots", "0,2", "--limit", "2",
-                                    "--out", str(tmp_path)])  # fmt: skip
+    out = CliRunner().invoke(
+        main,
+        ["eval", str(random_run), "--tasks", "world-raven", "--shots", "0,2", "--limit", "2", "--out", str(tmp_path)],
+    )
     assert out.exit_code == 0, out.output
     assert "world-raven-2shot: skipped, world-raven has no few-shot form" in out.output
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["world-raven.json"]
@@ -140,11 +159,18 @@ def test_a_few_shot_cell_of_a_task_without_demonstrations_says_it_is_skipped(ran
 def test_evaluation_during_training_writes_results_per_step(small_world, tmp_path):
     from conftest import run_dict
 
+    from toolkit.config import ConfigError
+    from toolkit.eval.runner import evaluator
     from toolkit.train.config import run_config_from_dict
     from toolkit.train.loop import run_training
 
-    data = run_dict(small_world, steps=4, eval={"every": 2, "tasks": ["world-colour", "world-size"], "limit": 10})
-    run_training(run_config_from_dict(data), tmp_path / "r")
+    cfg = run_config_from_dict(
+        run_dict(small_world, steps=4, eval={"every": 2, "tasks": ["world-colour", "world-size"], "limit": 10})
+    )
+    with pytest.raises(ConfigError, match="eval.every=2 asks for evaluation during training, but no evaluator"):
+        run_training(cfg, tmp_path / "r")  # the caller hands evaluation in; asked for and not given is an error
+    assert not (tmp_path / "r").exists()
+    run_training(cfg, tmp_path / "r", evaluate=evaluator(cfg, tmp_path / "r"))
     for step in (2, 4):
         record = json.loads((tmp_path / "r" / "eval" / f"step-{step:07d}" / "world-colour.json").read_text())
         assert record["step"] == step and record["n"] == 10

@@ -139,7 +139,10 @@ class PlantedGenerator(torch.nn.Module):
             colours = [tuple(int(round(float(c))) for c in img[:, 0, 0] * 255) for img in images]
             rows = [{"colour": c, "generated": []} for c in colours]
         else:
-            rows = [{"colour": r["colour"], "generated": r["generated"] + [int(t)]} for r, t in zip(cache.rows, input_ids[:, -1])]  # fmt: skip
+            rows = [
+                {"colour": r["colour"], "generated": r["generated"] + [int(t)]}
+                for r, t in zip(cache.rows, input_ids[:, -1])
+            ]
         logits = torch.stack([self._logits(r["colour"], r["generated"]) for r in rows])[:, None, :]
         return SimpleNamespace(logits=logits, cache=_Rows(rows))
 
@@ -176,10 +179,19 @@ def test_constrained_classification_generates_the_best_allowed_candidate(beams):
 def test_winograd_few_shot_puts_solved_schemas_before_the_partial_context(task, tmp_path):
     spec = TASKS.get(task)
     examples = [
-        Example(str(i), [], {"options_context": [f"s{i} {b}", f"s{i} {a}"], "continuation": f"rest{i}.",
-                             "solved": f"s{i} {a} rest{i}."}, a, candidates=[b, a])
+        Example(
+            str(i),
+            [],
+            {
+                "options_context": [f"s{i} {b}", f"s{i} {a}"],
+                "continuation": f"rest{i}.",
+                "solved": f"s{i} {a} rest{i}.",
+            },
+            a,
+            candidates=[b, a],
+        )
         for i, (a, b) in enumerate([("cat", "dog"), ("sun", "moon"), ("red", "blue")])
-    ]  # fmt: skip
+    ]
 
     # Planted: the right option scores higher only when a demonstration precedes it.
     def logprob(parts, cont):

@@ -34,8 +34,15 @@ def fixtures(tmp_path_factory):
     images = []
     for i in range(3):
         _jpg(d / "coco" / "val2014" / f"img{i}.jpg", (50 * i, 80, 120))
-        images.append({"filepath": "val2014", "filename": f"img{i}.jpg", "split": "test", "cocoid": i,
-                       "sentences": [{"raw": f"A red thing number {i}."}, {"raw": "Something on a table."}]})  # fmt: skip
+        images.append(
+            {
+                "filepath": "val2014",
+                "filename": f"img{i}.jpg",
+                "split": "test",
+                "cocoid": i,
+                "sentences": [{"raw": f"A red thing number {i}."}, {"raw": "Something on a table."}],
+            }
+        )
     images.append(
         {"filepath": "val2014", "filename": "train.jpg", "split": "train", "cocoid": 9, "sentences": [{"raw": "x"}]}
     )
@@ -83,9 +90,21 @@ def fixtures(tmp_path_factory):
     )
     files["rendered-sst2"] = files["rendered-sst2-cot"] = d / "sst2" / "dev.tsv"
     # language multiple choice, Hugging Face layouts
-    files["storycloze"] = _jsonl(d / "sc.jsonl", [{"input_sentence_1": "Tom went out.", "input_sentence_2": "It rained.", "input_sentence_3": "He got wet.",
-                                                  "input_sentence_4": "He went home.", "sentence_quiz1": "He dried off.", "sentence_quiz2": "He flew away.",
-                                                  "answer_right_ending": 1}] * 2)  # fmt: skip
+    files["storycloze"] = _jsonl(
+        d / "sc.jsonl",
+        [
+            {
+                "input_sentence_1": "Tom went out.",
+                "input_sentence_2": "It rained.",
+                "input_sentence_3": "He got wet.",
+                "input_sentence_4": "He went home.",
+                "sentence_quiz1": "He dried off.",
+                "sentence_quiz2": "He flew away.",
+                "answer_right_ending": 1,
+            }
+        ]
+        * 2,
+    )
     files["hellaswag"] = _jsonl(
         d / "hs.jsonl",
         [
@@ -122,8 +141,19 @@ def fixtures(tmp_path_factory):
         ]
         * 2,
     )
-    files["winograd"] = _jsonl(d / "wsc.jsonl", [{"text": "The trophy did not fit in the case because it was big.", "pronoun": "it",
-                                                 "pronoun_loc": 43, "options": ["The trophy", "the case"], "label": 0}] * 2)  # fmt: skip
+    files["winograd"] = _jsonl(
+        d / "wsc.jsonl",
+        [
+            {
+                "text": "The trophy did not fit in the case because it was big.",
+                "pronoun": "it",
+                "pronoun_loc": 43,
+                "options": ["The trophy", "the case"],
+                "label": 0,
+            }
+        ]
+        * 2,
+    )
     # visual commonsense
     (d / "mc.csv").write_text(
         "Index,Descriptor,Item,Color\r\n1,a ,sunflower,yellow\r\n2,the ,ocean,blue\r\n3,,grass,green\r\n4,,thing,teal\r\n"
@@ -144,9 +174,28 @@ def fixtures(tmp_path_factory):
     return files
 
 
-EXPECTED_N = {"coco-captioning": 3, "vqav2": 3, "vizwiz": 2, "imagenet": 4, "imagenet-constrained": 4, "hateful-memes": 4,
-              "rendered-sst2": 2, "rendered-sst2-cot": 2, "storycloze": 2, "hellaswag": 2, "piqa": 2, "boolq": 2, "cb": 2,
-              "copa": 2, "winogrande": 2, "winograd": 2, "memorycolor": 3, "colorterms": 2, "relativesize": 4, "raven-iq": 2}  # fmt: skip
+EXPECTED_N = {
+    "coco-captioning": 3,
+    "vqav2": 3,
+    "vizwiz": 2,
+    "imagenet": 4,
+    "imagenet-constrained": 4,
+    "hateful-memes": 4,
+    "rendered-sst2": 2,
+    "rendered-sst2-cot": 2,
+    "storycloze": 2,
+    "hellaswag": 2,
+    "piqa": 2,
+    "boolq": 2,
+    "cb": 2,
+    "copa": 2,
+    "winogrande": 2,
+    "winograd": 2,
+    "memorycolor": 3,
+    "colorterms": 2,
+    "relativesize": 4,
+    "raven-iq": 2,
+}
 
 
 def test_every_real_format_is_read_and_scored_end_to_end(random_run, fixtures, tmp_path):

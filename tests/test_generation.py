@@ -98,9 +98,14 @@ def test_beam_search_finds_the_best_sequence_exhaustively():
     prompt = [1, 8, 9, 10]
     words = list(range(7, 12))  # ordinary tokens; special ids (e.g. <image>) are not generated here
     hyps = beam_search(
-        model, torch.tensor([prompt]), max_new_tokens=2, num_beams=len(words), stop_ids=[], length_penalty=0.0,
+        model,
+        torch.tensor([prompt]),
+        max_new_tokens=2,
+        num_beams=len(words),
+        stop_ids=[],
+        length_penalty=0.0,
         allowed_tokens=lambda row, history: words,
-    )[0]  # fmt: skip
+    )[0]
     best = max(itertools.product(words, repeat=2), key=lambda s: _seq_logprob(model, prompt, s))
     assert hyps[0].tokens == list(best)
     assert hyps[0].logprob == pytest.approx(_seq_logprob(model, prompt, best), abs=1e-4)

@@ -22,8 +22,16 @@ PAPER = sorted((ROOT / "experiments" / "paper").glob("*.yaml"))
 def _grid_file(tmp_path, world, steps=3, axes=None, zip_=None, seeds=(0, 1), tasks=("world-colour",), extra=None):
     base = run_dict(world, steps=steps)
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    grid = {"question": "test?", "base": "base.yaml", "axes": axes or {}, "zip": zip_ or [], "seeds": list(seeds),
-            "tasks": list(tasks), "eval_limit": 12, **(extra or {})}  # fmt: skip
+    grid = {
+        "question": "test?",
+        "base": "base.yaml",
+        "axes": axes or {},
+        "zip": zip_ or [],
+        "seeds": list(seeds),
+        "tasks": list(tasks),
+        "eval_limit": 12,
+        **(extra or {}),
+    }
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
     return tmp_path / "grid.yaml"
 
@@ -48,8 +56,13 @@ def test_unknown_grid_keys_name_the_key(tmp_path, small_world):
 
 
 def test_cells_are_the_product_of_axes_zips_and_seeds(tmp_path, small_world):
-    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]},
-                      zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}], seeds=(0, 1, 2))  # fmt: skip
+    path = _grid_file(
+        tmp_path,
+        small_world,
+        axes={"model.decoder.positions": ["xpos", "rope"]},
+        zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+        seeds=(0, 1, 2),
+    )
     cells = load_grid(path).cells()
     assert len(cells) == 2 * 2 * 3 and len({c.arm for c in cells}) == 4 and len({c.id for c in cells}) == 12
     llm = [c for c in cells if c.overrides["name"] == "llm"]
@@ -59,9 +72,13 @@ def test_cells_are_the_product_of_axes_zips_and_seeds(tmp_path, small_world):
 
 @pytest.mark.slow
 def test_micro_grid_runs_with_submitit_and_prints_a_table(tmp_path, small_world):
-    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]},
-                      zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
-                      extra={"compare": [["name=mllm,model.decoder.positions=xpos", "name=llm,model.decoder.positions=xpos"]]})  # fmt: skip
+    path = _grid_file(
+        tmp_path,
+        small_world,
+        axes={"model.decoder.positions": ["xpos", "rope"]},
+        zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+        extra={"compare": [["name=mllm,model.decoder.positions=xpos", "name=llm,model.decoder.positions=xpos"]]},
+    )
     runner = CliRunner()
     result = runner.invoke(
         main, ["grid", "run", str(path), "--executor", "submitit-local", "--results", str(tmp_path / "res")]
@@ -83,8 +100,14 @@ def test_micro_grid_runs_with_submitit_and_prints_a_table(tmp_path, small_world)
 
 
 def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world):
-    path = _grid_file(tmp_path, small_world, steps=24, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,),
-                      extra={"overrides": {"checkpoint.every": 4}})  # fmt: skip
+    path = _grid_file(
+        tmp_path,
+        small_world,
+        steps=24,
+        axes={"model.decoder.positions": ["xpos", "rope"]},
+        seeds=(0,),
+        extra={"overrides": {"checkpoint.every": 4}},
+    )
     res = tmp_path / "res"
     cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -117,8 +140,13 @@ def test_grids_share_the_training_of_identical_cells(tmp_path, small_world):
     res = tmp_path / "res"
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = _grid_file(tmp_path / "a", small_world, zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
-                       seeds=(0,), tasks=("world-colour",))  # fmt: skip
+    first = _grid_file(
+        tmp_path / "a",
+        small_world,
+        zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+        seeds=(0,),
+        tasks=("world-colour",),
+    )
     second = _grid_file(tmp_path / "b", small_world, seeds=(0,), tasks=("world-size",))
     assert CliRunner().invoke(main, ["grid", "run", str(first), "--results", str(res)]).exit_code == 0
     mllm = next(c for c in load_grid(first).cells() if c.overrides["name"] == "mllm")

@@ -13,8 +13,10 @@ from toolkit.data.format import IMAGE, build_sequence
 from toolkit.eval.runner import load_checkpoint
 from toolkit.model.generation import banned_ids, greedy_search
 
-WORDS = ("what color is this ? a an the image of it red green blue yellow black white big small thing answer "
-         "question : . , is there one two ball cube").split()  # fmt: skip
+WORDS = (
+    "what color is this ? a an the image of it red green blue yellow black white big small thing answer "
+    "question : . , is there one two ball cube"
+).split()
 LATENTS = 8
 
 
@@ -39,12 +41,25 @@ def kosmos2(tmp_path_factory):
     hf_dir.mkdir()
     vocab = _tokenizer_json(hf_dir / "tokenizer.json")
     cfg = Kosmos2Config(
-        text_config={"vocab_size": vocab, "embed_dim": 32, "layers": 2, "attention_heads": 4, "ffn_dim": 64,
-                     "max_position_embeddings": 128, "scale_embedding": True},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "image_size": 28, "patch_size": 14},
+        text_config={
+            "vocab_size": vocab,
+            "embed_dim": 32,
+            "layers": 2,
+            "attention_heads": 4,
+            "ffn_dim": 64,
+            "max_position_embeddings": 128,
+            "scale_embedding": True,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 28,
+            "patch_size": 14,
+        },
         latent_query_num=LATENTS,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     hf = Kosmos2ForConditionalGeneration(cfg).eval()
     with torch.no_grad():  # random LayerNorm affines, so a wrong mapping of any of them shows
@@ -82,8 +97,12 @@ def test_logits_equal_transformers_text_only_and_with_an_image(kosmos2):
     assert int(positions.sum()) == LATENTS
     with torch.no_grad():
         ours = model(ids, images=pixels).logits
-        theirs = hf(input_ids=ids, pixel_values=pixels, image_embeds_position_mask=positions,
-                    attention_mask=torch.ones_like(ids)).logits  # fmt: skip
+        theirs = hf(
+            input_ids=ids,
+            pixel_values=pixels,
+            image_embeds_position_mask=positions,
+            attention_mask=torch.ones_like(ids),
+        ).logits
     assert (ours - theirs).abs().max() <= 1e-4
     # The image path on its own (tower, post-LN, L2 norm, connector): its effect on these random-init
     # logits is small, so the 64 image embeddings are compared directly too.
@@ -104,10 +123,16 @@ def test_greedy_generation_gives_the_same_tokens(kosmos2):
     pixels = torch.randn(1, 3, 28, 28, generator=torch.Generator().manual_seed(2))
     ours = greedy_search(model, ids, pixels, max_new_tokens=8)[0]
     out = hf.generate(
-        input_ids=ids, pixel_values=pixels, image_embeds_position_mask=(ids == t.image_pad).long(),
-        attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, eos_token_id=t.eos,
-        bad_words_ids=[[b] for b in banned_ids(model)], num_beams=1,
-    )  # fmt: skip
+        input_ids=ids,
+        pixel_values=pixels,
+        image_embeds_position_mask=(ids == t.image_pad).long(),
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=8,
+        do_sample=False,
+        eos_token_id=t.eos,
+        bad_words_ids=[[b] for b in banned_ids(model)],
+        num_beams=1,
+    )
     theirs = out[0, ids.shape[1] :].tolist() if out.shape[1] > 8 else out[0].tolist()
     theirs = theirs[: theirs.index(t.eos)] if t.eos in theirs else theirs
     assert ours == theirs and len(ours) > 0
@@ -156,9 +181,25 @@ def test_xmt_eval_and_analysis_run_on_the_imported_model(kosmos2, small_world, t
     (vqa / "v2_OpenEnded_mscoco_val2014_questions.json").write_text(json.dumps({"questions": qs}))
     (vqa / "v2_mscoco_val2014_annotations.json").write_text(json.dumps({"annotations": anns}))
     out = tmp_path / "eval"
-    result = CliRunner().invoke(main, ["eval", str(run), "--world", str(small_world), "--tasks",
-                                       "world-vqa,world-colour,vqav2", "--shots", "0,1", "--limit", "4",
-                                       "--data", f"vqav2={vqa}", "--out", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            str(run),
+            "--world",
+            str(small_world),
+            "--tasks",
+            "world-vqa,world-colour,vqav2",
+            "--shots",
+            "0,1",
+            "--limit",
+            "4",
+            "--data",
+            f"vqav2={vqa}",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     for cell in ("world-vqa", "world-vqa-1shot", "world-colour", "vqav2", "vqav2-1shot"):
         record = json.loads((out / f"{cell}.json").read_text())
@@ -166,8 +207,10 @@ def test_xmt_eval_and_analysis_run_on_the_imported_model(kosmos2, small_world, t
     # the 1-shot VQA prompt holds two images: the demonstration's and the question's
     sample = json.loads((out / "world-vqa-1shot.samples.jsonl").read_text().splitlines()[0])
     assert sample["prompt"].count("<image>") == 2
-    attention = CliRunner().invoke(main, ["analyze", "attention", str(run), "--out", str(tmp_path / "att"),
-                                          "--limit", "2", "--world", str(small_world)])  # fmt: skip
+    attention = CliRunner().invoke(
+        main,
+        ["analyze", "attention", str(run), "--out", str(tmp_path / "att"), "--limit", "2", "--world", str(small_world)],
+    )
     assert attention.exit_code == 0, attention.output
     assert (tmp_path / "att" / "attention_mass.csv").is_file()
     # the attention notebook, pointed at the imported run and a world

@@ -49,11 +49,15 @@ PTB_JAVA = [
     ("A dog, running in the Park.", "a dog , running in the park ."),
     ("The man doesn't like it's owner's hat.", "the man does n't like it 's owner 's hat ."),
     ("A black-and-white cat can't sit on a 2.5-inch mat.", "a black-and-white cat ca n't sit on a 2.5-inch mat ."),
-    ('"Two" people (a man and a woman) stand near 1,000 birds...',
-     "`` two '' people -lrb- a man and a woman -rrb- stand near 1,000 birds ..."),
+    (
+        '"Two" people (a man and a woman) stand near 1,000 birds...',
+        "`` two '' people -lrb- a man and a woman -rrb- stand near 1,000 birds ...",
+    ),
     ("A U.S. flag at 50% costs $5 & more!", "a u.s. flag at 50 % costs $ 5 & more !"),
-    ("He said: it's the dogs' toys; they're gonna play -- and/or sleep.",
-     "he said : it 's the dogs ' toys ; they 're gon na play -- and/or sleep ."),
+    (
+        "He said: it's the dogs' toys; they're gonna play -- and/or sleep.",
+        "he said : it 's the dogs ' toys ; they 're gon na play -- and/or sleep .",
+    ),
     ("Mr. Smith's cat isn't here? No!", "mr. smith 's cat is n't here ? no !"),
     ("I cannot believe you wanna go, gotta run.", "i can not believe you wan na go , got ta run ."),
     ("A #1 fan @ the game + 2 = 3 * 4 / 5", "a # 1 fan @ the game + 2 = 3 * 4 / 5"),
@@ -65,8 +69,11 @@ PTB_JAVA = [
     ("A man is riding a horse.A woman walks.", "a man is riding a horse.a woman walks ."),
     ("It's 3:30 and the 5th e-mail came at o'clock.", "it 's 3:30 and the 5th e-mail came at o'clock ."),
     ("The-- mr... #1 etc. St. u.s. The", "the -- mr. . . # 1 etc. . st. u.s. . the"),
-    ("DON'T GO. Can't. Won't. It'll go. I'm here, we've seen", "do n't go . ca n't . wo n't . it 'll go . i 'm here , we 've seen"),
-]  # fmt: skip
+    (
+        "DON'T GO. Can't. Won't. It'll go. I'm here, we've seen",
+        "do n't go . ca n't . wo n't . it 'll go . i 'm here , we 've seen",
+    ),
+]
 
 
 @pytest.mark.parametrize("text, java", PTB_JAVA)
@@ -87,11 +94,20 @@ def test_caption_tokenize_keeps_what_pycocoevalcap_keeps():
 @pytest.mark.parametrize(
     "prediction, normalized",
     [
-        ("Yes.", "yes"), ("yes", "yes"), ("Two", "2"), ("the dog", "dog"), ("an apple", "apple"),
-        ("dont", "don't"), ("red, white", "red white"), ("1,000", "1000"), ("2.5", "2.5"),
-        ("it's!", "it's"), ("  on the\ttable ", "on table"), ("none", "0"),
+        ("Yes.", "yes"),
+        ("yes", "yes"),
+        ("Two", "2"),
+        ("the dog", "dog"),
+        ("an apple", "apple"),
+        ("dont", "don't"),
+        ("red, white", "red white"),
+        ("1,000", "1000"),
+        ("2.5", "2.5"),
+        ("it's!", "it's"),
+        ("  on the\ttable ", "on table"),
+        ("none", "0"),
     ],
-)  # fmt: skip
+)
 def test_vqa_normalization_cases(prediction, normalized):
     assert vqa_normalize(prediction) == normalized
 

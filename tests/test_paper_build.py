@@ -10,9 +10,15 @@ def test_paper_build_puts_the_papers_rows_next_to_ours_and_is_deterministic(tmp_
     grids = tmp_path / "grids"
     grids.mkdir()
     (grids / "base.yaml").write_text(yaml.safe_dump(run_dict(small_world, steps=3)))
-    grid = {"question": "Does multimodal training help?", "base": "base.yaml", "seeds": [0, 1],
-            "zip": [{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
-            "tasks": ["world-colour", "world-size"], "eval_limit": 16, "compare": [["name=mllm", "name=llm"]]}  # fmt: skip
+    grid = {
+        "question": "Does multimodal training help?",
+        "base": "base.yaml",
+        "seeds": [0, 1],
+        "zip": [{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+        "tasks": ["world-colour", "world-size"],
+        "eval_limit": 16,
+        "compare": [["name=mllm", "name=llm"]],
+    }
     (grids / "visual-commonsense.yaml").write_text(yaml.safe_dump(grid))
     runner = CliRunner()
     ran = runner.invoke(

@@ -47,15 +47,25 @@ def _write_results(grid, root: Path, rng) -> dict:
                     skill = skills.setdefault((cell.label, ev), rng.uniform(0.2, 0.8))
                     scores = _scores(rng, task, skill, N_EXAMPLES)
                     groups = [GROUPED[task][i % 2] if task in GROUPED else None for i in range(N_EXAMPLES)]
-                    samples = [{"id": f"ex{i}", "score": float(s), "group": g, "trial": 0}
-                               for i, (s, g) in enumerate(zip(scores, groups))]  # fmt: skip
+                    samples = [
+                        {"id": f"ex{i}", "score": float(s), "group": g, "trial": 0}
+                        for i, (s, g) in enumerate(zip(scores, groups))
+                    ]
                     by_group = {}
                     for g in sorted({g for g in groups if g}):
                         vals = [s for s, gg in zip(scores, groups) if gg == g]
                         by_group[g] = {"value": float(np.mean(vals)), "n": len(vals)}
-                    record = {"task": task, "cell": ev, "shots": k, "ablation": ablation,
-                              "metric": "cider" if task == "world-captioning" else "accuracy",
-                              "value": float(scores.mean()), "n": N_EXAMPLES, "groups": by_group, "step": 100}  # fmt: skip
+                    record = {
+                        "task": task,
+                        "cell": ev,
+                        "shots": k,
+                        "ablation": ablation,
+                        "metric": "cider" if task == "world-captioning" else "accuracy",
+                        "value": float(scores.mean()),
+                        "n": N_EXAMPLES,
+                        "groups": by_group,
+                        "step": 100,
+                    }
                     (cell_dir / "eval" / f"{ev}.json").write_text(json.dumps(record))
                     (cell_dir / "eval" / f"{ev}.samples.jsonl").write_text(
                         "".join(json.dumps(s) + "\n" for s in samples)
@@ -135,9 +145,11 @@ def test_table16_ours_cells_equal_their_data(built):
     cells = grid.cells()
     mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
     seeds = grid.spec.seeds
-    cols = {"world size (vision-only)": ("world-size", "vision_only"),
-            "world colour (vision-only)": ("world-colour", "vision_only"),
-            "world colour (grounded)": ("world-colour", "grounded")}  # fmt: skip
+    cols = {
+        "world size (vision-only)": ("world-size", "vision_only"),
+        "world colour (vision-only)": ("world-colour", "vision_only"),
+        "world colour (grounded)": ("world-colour", "grounded"),
+    }
     expected = {}
     for label, row in ((mllm, "MLLM"), (llm, "LLM")):
         cells_ = {h: _arm_cell(truth, label, ev, g, seeds, 100) for h, (ev, g) in cols.items()}
@@ -157,8 +169,12 @@ def test_table14_ours_cells_equal_their_data(built):
     cells = grid.cells()
     on, off = select_arm(cells, "name=instruct"), select_arm(cells, "name=no-instruct")
     seeds = grid.spec.seeds
-    cols = {"world captioning CIDEr": "world-captioning", "world VQA": "world-vqa", "world Raven": "world-raven",
-            "world language→vision": "world-language-to-vision"}  # fmt: skip
+    cols = {
+        "world captioning CIDEr": "world-captioning",
+        "world VQA": "world-vqa",
+        "world Raven": "world-raven",
+        "world language→vision": "world-language-to-vision",
+    }
     expected = {}
     for label, row in ((on, "with instruction tuning"), (off, "without")):
         expected[f"{row} — ours, tiny world, 3 seeds"] = {
@@ -176,8 +192,11 @@ def test_table13_and_table09_ours_cells_equal_their_data(built):
     cells = grid.cells()
     mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
     seeds = grid.spec.seeds
-    cols = {"world 0-shot": "world-language-mc", "world 1-shot": "world-language-mc-1shot",
-            "world 4-shot": "world-language-mc-4shot"}  # fmt: skip
+    cols = {
+        "world 0-shot": "world-language-mc",
+        "world 1-shot": "world-language-mc-1shot",
+        "world 4-shot": "world-language-mc-4shot",
+    }
     expected = {
         "MLLM — ours, tiny world, 3 seeds": {h: _arm_cell(truth, mllm, ev, None, seeds, 100) for h, ev in cols.items()},
         "LLM (same text) — ours, tiny world, 3 seeds": {

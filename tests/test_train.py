@@ -14,9 +14,10 @@ from safetensors.torch import load_file
 from toolkit.cli import main
 from toolkit.config import ConfigError
 from toolkit.train.config import load_run_config, run_config_from_dict
-from toolkit.train.loop import TrainingError, load_run, run_training
+from toolkit.train.loop import TrainingError, run_training
 from toolkit.train.optim import lr_at, param_groups
 from toolkit.train.precision import resolve_precision
+from toolkit.train.rundir import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "experiments" / "runs"
@@ -94,20 +95,41 @@ def _train_subprocess(cfg_path, out=None, resume=None):
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+KILL_SCRIPT = """
+import os, signal, sys, yaml
+from toolkit.train.config import run_config_from_dict
+from toolkit.train.loop import run_training
+cfg = run_config_from_dict(yaml.safe_load(open(sys.argv[1])))
+kill = lambda step, model: os.kill(os.getpid(), signal.SIGKILL) if step == int(sys.argv[3]) else None
+run_training(cfg, sys.argv[2], before_step=kill)
+"""
+
+
+def _nan_at(step_to_break):
+    """A fault hook: the embedding weights become NaN just before `step_to_break` runs."""
+
+    def hook(step, model):
+        if step == step_to_break:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+
+    return hook
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path, precision):
-    straight = run_dict(small_world, steps=14, precision=precision)
-    (tmp_path / "a.yaml").write_text(yaml.safe_dump(straight))
-    assert _train_subprocess(tmp_path / "a.yaml", out=tmp_path / "a").returncode == 0
-    killed = run_dict(small_world, steps=14, faults={"kill_at_step": 7}, precision=precision)
-    (tmp_path / "b.yaml").write_text(yaml.safe_dump(killed))
-    first = _train_subprocess(tmp_path / "b.yaml", out=tmp_path / "b")
-    assert first.returncode == -9  # SIGKILL at the start of step 7, after the step-4 checkpoint
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(run_dict(small_world, steps=14, precision=precision)))
+    assert _train_subprocess(tmp_path / "run.yaml", out=tmp_path / "a").returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "run.yaml"), str(tmp_path / "b"), "7"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert first.returncode == -9, first.stderr  # SIGKILL at the start of step 7, after the step-4 checkpoint
     assert [r["step"] for r in metrics(tmp_path / "b")] == list(range(1, 7))
-    # The fault hook is part of the saved config; switch it off before resuming.
-    saved = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
-    saved["faults"]["kill_at_step"] = -1
-    (tmp_path / "b" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     second = _train_subprocess(None, resume=tmp_path / "b")
     assert second.returncode == 0, second.stderr
     a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
@@ -197,11 +219,9 @@ def test_the_step_hash_covers_every_micro_batch_image_and_mask_but_not_the_split
 def test_a_resumed_run_with_its_streams_listed_in_another_order_continues_exactly(small_world, tmp_path):
     straight = run_dict(small_world, steps=8)
     run_training(run_config_from_dict(straight), tmp_path / "a")
-    cfg = run_config_from_dict(run_dict(small_world, steps=8, faults={"nan_at_step": 6}))
     with pytest.raises(TrainingError, match="non-finite loss at step 6"):
-        run_training(cfg, tmp_path / "b")
+        run_training(run_config_from_dict(straight), tmp_path / "b", before_step=_nan_at(6))
     saved = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
-    saved["faults"]["nan_at_step"] = -1
     saved["data"]["streams"] = saved["data"]["streams"][::-1]
     (tmp_path / "b" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     run_training(load_run(tmp_path / "b"), tmp_path / "b", resume=True)
@@ -215,13 +235,18 @@ def test_instruction_tuning_arms_see_the_same_stage_two_data_except_the_instruct
     """The two arms of experiments/paper/instruction-tuning.yaml: stage 2 lists the shared streams at
     other positions (after `instructions` in one arm); each continues where stage 1 left it."""
     streams = run_dict(small_world)["data"]["streams"]
-    instructions = {"name": "instructions", "kind": "instructions", "paths": ["{world}/instructions/*.jsonl"],
-                    "batch_size": 4}  # fmt: skip
+    instructions = {
+        "name": "instructions",
+        "kind": "instructions",
+        "paths": ["{world}/instructions/*.jsonl"],
+        "batch_size": 4,
+    }
     runs = {}
     for arm, stage_two in (("instruct", [instructions, streams[0], streams[1]]), ("control", streams[:2])):
         data = run_dict(small_world, steps=4)
-        data["stages"].append({"name": "instruct", "steps": 4, "lr": 1e-3, "warmup": 0, "schedule": "constant",
-                               "streams": stage_two})  # fmt: skip
+        data["stages"].append(
+            {"name": "instruct", "steps": 4, "lr": 1e-3, "warmup": 0, "schedule": "constant", "streams": stage_two}
+        )
         run_training(run_config_from_dict(data), tmp_path / arm)
         runs[arm] = metrics(tmp_path / arm)
     inst, ctrl = runs["instruct"], runs["control"]
@@ -235,11 +260,24 @@ def test_instruction_tuning_arms_see_the_same_stage_two_data_except_the_instruct
 def test_two_stage_run_continues_from_stage_one_and_masks_prompts(small_world, tmp_path):
     base = run_dict(small_world, steps=6)
     two = run_dict(small_world, steps=6)
-    two["stages"] = base["stages"] + [{
-        "name": "instruct", "steps": 4, "lr": 1e-3, "warmup": 0, "schedule": "constant",
-        "streams": [{"name": "instructions", "kind": "instructions", "paths": ["{world}/instructions/*.jsonl"], "batch_size": 4},
-                    {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 2}],
-    }]  # fmt: skip
+    two["stages"] = base["stages"] + [
+        {
+            "name": "instruct",
+            "steps": 4,
+            "lr": 1e-3,
+            "warmup": 0,
+            "schedule": "constant",
+            "streams": [
+                {
+                    "name": "instructions",
+                    "kind": "instructions",
+                    "paths": ["{world}/instructions/*.jsonl"],
+                    "batch_size": 4,
+                },
+                {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 2},
+            ],
+        }
+    ]
     run_training(run_config_from_dict(base), tmp_path / "one")
     run_training(run_config_from_dict(two), tmp_path / "two")
     # The stage boundary checkpoint of the two-stage run is the one-stage run's final state.
@@ -295,16 +333,13 @@ def test_bad_config_input_is_one_clear_line(tmp_path, setup, message):
 
 
 def test_nan_stops_with_the_step_and_keeps_a_resumable_checkpoint(small_world, tmp_path):
-    cfg = run_config_from_dict(run_dict(small_world, steps=10, faults={"nan_at_step": 6}))
+    cfg = run_config_from_dict(run_dict(small_world, steps=10))
     with pytest.raises(
         TrainingError,
         match="non-finite loss at step 6 in stream 'interleaved'; the last good checkpoint is .*step-0000004",
     ):
-        run_training(cfg, tmp_path / "r")
+        run_training(cfg, tmp_path / "r", before_step=_nan_at(6))
     assert [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 6))
-    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
-    saved["faults"]["nan_at_step"] = -1
-    (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     summary = run_training(load_run(tmp_path / "r"), tmp_path / "r", resume=True)
     assert summary["steps"] == 10 and [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 11))
 
@@ -316,8 +351,21 @@ def test_ddp_two_processes_match_one_process(small_world, tmp_path):
     one = _train_subprocess(tmp_path / "run.yaml", out=tmp_path / "one")
     assert one.returncode == 0, one.stderr
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "toolkit.cli", "train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "two")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "toolkit.cli",
+        "train",
+        str(tmp_path / "run.yaml"),
+        "--out",
+        str(tmp_path / "two"),
+    ]
     two = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
@@ -339,8 +387,13 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step(small_world, tmp_path)
     (tmp_path / "run.yaml").write_text(
         yaml.safe_dump(run_dict(small_world, steps=5000, checkpoint={"every": 1000, "keep": 2}))
     )
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r")],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", "train", str(tmp_path / "run.yaml"), "--out", str(tmp_path / "r")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     path = tmp_path / "r" / "metrics.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not path.is_file() or len(path.read_text().splitlines()) < 3):

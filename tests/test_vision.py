@@ -109,10 +109,16 @@ def test_attentive_resampler_matches_the_kosmos2_connector_with_mapped_weights()
 
     hf_cfg = Kosmos2Config(
         text_config=dict(embed_dim=32, attention_heads=4, layers=1, ffn_dim=64, vocab_size=64),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=16, patch_size=8),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+        ),
         latent_query_num=3,
-    )  # fmt: skip
+    )
     torch.manual_seed(4)
     reference = Kosmos2ImageToTextProjection(hf_cfg).eval()
     model = tiny_model()

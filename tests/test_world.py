@@ -51,8 +51,22 @@ def test_tiny_world_builds_byte_identically_from_the_cli(tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert {k: v for k, v in a.items() if k != "manifest.json"} == manifest
     # A different seed gives a different world; an existing directory is not overwritten silently.
-    other = runner.invoke(main, ["world", "build", "--out", str(tmp_path / "c"), "--seed", "1", "--quiet",
-                                 "--set", "counts.pairs=50", "--set", "counts.text=50"])  # fmt: skip
+    other = runner.invoke(
+        main,
+        [
+            "world",
+            "build",
+            "--out",
+            str(tmp_path / "c"),
+            "--seed",
+            "1",
+            "--quiet",
+            "--set",
+            "counts.pairs=50",
+            "--set",
+            "counts.text=50",
+        ],
+    )
     assert other.exit_code == 0
     assert (
         json.loads((tmp_path / "c" / "world.json").read_text())["categories"]
@@ -91,10 +105,14 @@ def test_nouns_overlap_the_real_visual_commonsense_sets():
 
 
 def test_leakage_report_counts_planted_mentions():
-    cats = [Category("lemon", "yellow", 2, "fruit", "kitchen", "star", grounded=False),
-            Category("banana", "yellow", 3, "fruit", "kitchen", "arrow", grounded=True)]  # fmt: skip
-    docs = {"text": ["the lemon is yellow .", "the lemon is a fruit .", "the banana is larger than the lemon ."],
-            "pairs": ["a lemon .", "a yellow banana ."]}  # fmt: skip
+    cats = [
+        Category("lemon", "yellow", 2, "fruit", "kitchen", "star", grounded=False),
+        Category("banana", "yellow", 3, "fruit", "kitchen", "arrow", grounded=True),
+    ]
+    docs = {
+        "text": ["the lemon is yellow .", "the lemon is a fruit .", "the banana is larger than the lemon ."],
+        "pairs": ["a lemon .", "a yellow banana ."],
+    }
     report = leakage_report(cats, docs)
     assert report["streams"]["text"]["vision_only_colour"] == 1 and report["streams"]["text"]["vision_only_size"] == 1
     assert report["streams"]["pairs"]["vision_only_colour"] == 0 and report["streams"]["pairs"]["grounded_colour"] == 1
@@ -140,8 +158,11 @@ def test_default_world_has_no_vision_only_leaks_and_knobs_move_the_counts(world,
     assert all(s["grounded_colour"] > 0 for n, s in report["streams"].items() if n in ("text", "pairs", "interleaved"))
     leaky = build_world(
         world_config("tiny", {**SMALL, "leakage": {"vision_only_caption": 0.5, "vision_only_text": 0.3}}),
-        tmp_path / "leaky", seed=0, progress=False, echo=lambda s: None,
-    )["leakage"]  # fmt: skip
+        tmp_path / "leaky",
+        seed=0,
+        progress=False,
+        echo=lambda s: None,
+    )["leakage"]
     assert leaky["streams"]["pairs"]["vision_only_colour"] > 20
     assert leaky["streams"]["text"]["vision_only_colour"] > 5 and leaky["streams"]["text"]["vision_only_size"] > 5
     assert leaky["streams"]["interleaved"]["vision_only_colour"] == 0  # its own knob stayed at 0
@@ -164,10 +185,12 @@ def test_world_shards_read_back_through_the_real_format_readers(world):
 def test_a_world_mixture_feeds_the_tiny_model(world):
     tok = load_tokenizer(world)
     model = tiny_model(decoder={"vocab_size": tok.vocab_size}, vision={"image_size": 32})
-    streams = [StreamConfig("text", "text", [str(world / "text" / "*.jsonl")], 4),
-               StreamConfig("pairs", "pairs", [str(world / "pairs" / "*.tar")], 4),
-               StreamConfig("interleaved", "interleaved", [str(world / "interleaved" / "*.tar")], 2),
-               StreamConfig("instructions", "instructions", [str(world / "instructions" / "*.jsonl")], 2)]  # fmt: skip
+    streams = [
+        StreamConfig("text", "text", [str(world / "text" / "*.jsonl")], 4),
+        StreamConfig("pairs", "pairs", [str(world / "pairs" / "*.tar")], 4),
+        StreamConfig("interleaved", "interleaved", [str(world / "interleaved" / "*.tar")], 2),
+        StreamConfig("instructions", "instructions", [str(world / "instructions" / "*.jsonl")], 2),
+    ]
     mix = Mixture(streams, tok, model.num_image_tokens, max_len=64, transform=ImageTransform(32))
     batches = mix.next_batch()
     for name, b in batches.items():
@@ -221,8 +244,11 @@ def test_raven_candidates_are_balanced_and_follow_the_rules():
                 if rule == "constant":
                     assert len(set(vals)) == 1
                 elif rule == "progression" and attr == "position":
-                    steps = {s for s in range(1, slots) if all(
-                        tuple(sorted((v + s) % slots for v in a)) == b for a, b in zip(vals, vals[1:]))}  # fmt: skip
+                    steps = {
+                        s
+                        for s in range(1, slots)
+                        if all(tuple(sorted((v + s) % slots for v in a)) == b for a, b in zip(vals, vals[1:]))
+                    }
                     assert steps, vals
                 elif rule == "progression":
                     assert len({b - a for a, b in zip(vals, vals[1:])}) == 1 and vals[0] != vals[1]
@@ -238,5 +264,10 @@ def test_raven_candidates_are_balanced_and_follow_the_rules():
             counts = Counter(_value(c, attr) for c in cands)
             top = max(counts.values())
             assert counts[_value(answer, attr)] < top or list(counts.values()).count(top) > 1 or len(counts) == 1
-    assert {("position", "progression"), ("position", "distribute_three"), ("number", "arithmetic"),
-            ("size", "arithmetic"), ("type", "distribute_three")} <= set(seen_rules)  # fmt: skip
+    assert {
+        ("position", "progression"),
+        ("position", "distribute_three"),
+        ("number", "arithmetic"),
+        ("size", "arithmetic"),
+        ("type", "distribute_three"),
+    } <= set(seen_rules)

@@ -65,8 +65,13 @@ def world() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the world into.")
 @click.option("--preset", default="tiny", show_default=True, help="World preset (tiny, full).")
 @click.option("--seed", default=0, show_default=True, help="World seed: fixes the split, every sample and image.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a world config field, e.g. --set leakage.vision_only_caption=0.5 (repeatable).")  # fmt: skip
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a world config field, e.g. --set leakage.vision_only_caption=0.5 (repeatable).",
+)
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def world_build(out: str, preset: str, seed: int, overrides: tuple[str, ...], force: bool, quiet: bool) -> None:
@@ -91,8 +96,11 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
     CONFIG is a run YAML (see experiments/runs/); overrides follow it, e.g. stages.0.steps=200.
     Launch with torchrun for several processes (DDP; FSDP2 with distributed.strategy=fsdp on CUDA).
     """
+    from toolkit.eval.runner import evaluator
     from toolkit.train.config import load_run_config
-    from toolkit.train.loop import TrainingError, TrainingInterrupted, load_run, run_training
+    from toolkit.train.loop import TrainingError, TrainingInterrupted, run_training
+    from toolkit.train.rundir import load_run
+    from toolkit.world.build import ensure_world
 
     if resume_dir:
         if args or out:
@@ -104,8 +112,9 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
         if not args or not out:
             raise click.UsageError("give CONFIG and --out RUN_DIR (or --resume RUN_DIR)")
         cfg, run_dir, resume = load_run_config(args[0], args[1:]), out, False
+    ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
     try:
-        summary = run_training(cfg, run_dir, resume=resume)
+        summary = run_training(cfg, run_dir, resume=resume, evaluate=evaluator(cfg, run_dir))
     except TrainingInterrupted as err:
         click.echo(f"Stopped: {err}", err=True)
         sys.exit(130)
@@ -124,22 +133,34 @@ def _int_list(value: str) -> list[int]:
 @main.command("eval")
 @click.argument("path", type=click.Path(exists=True, file_okay=False), required=False)
 @click.option("--list", "list_tasks", is_flag=True, help="List every task (family, scoring, few-shot, data) and exit.")
-@click.option("--tasks", default="world", show_default=True,
-              help="Comma-separated task names, or 'world' for every world task (see --list).")  # fmt: skip
+@click.option(
+    "--tasks",
+    default="world",
+    show_default=True,
+    help="Comma-separated task names, or 'world' for every world task (see --list).",
+)
 @click.option("--shots", default="0", show_default=True, help="Comma-separated numbers of demonstrations.")
 @click.option("--trials", default=1, show_default=True, help="Demo redraws per few-shot cell.")
-@click.option("--ablations", default="none", show_default=True,
-              help="Few-shot demo controls: none,text,shuffle,blank (comma-separated).")  # fmt: skip
+@click.option(
+    "--ablations",
+    default="none",
+    show_default=True,
+    help="Few-shot demo controls: none,text,shuffle,blank (comma-separated).",
+)
 @click.option("--limit", type=int, default=None, help="Evaluate only the first N examples of each task.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the demo draws.")
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
-@click.option("--world", type=click.Path(exists=True, file_okay=False),
-              help="World directory for the world tasks (default: the run's data.world; needed by imported runs).")  # fmt: skip
+@click.option(
+    "--world",
+    type=click.Path(exists=True, file_okay=False),
+    help="World directory for the world tasks (default: the run's data.world; needed by imported runs).",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-def eval_command(path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size,
-                 device) -> None:  # fmt: skip
+def eval_command(
+    path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device
+) -> None:
     """Evaluate PATH (a run directory's last checkpoint, or a checkpoint directory) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
@@ -162,8 +183,21 @@ def eval_command(path, list_tasks, tasks, shots, trials, ablations, limit, seed,
         if not sep:
             raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
         overrides[task] = where
-    evaluate(path, names, _int_list(shots), trials, limit, [a for a in ablations.split(",") if a], seed, overrides,
-             out, batch_size, device, echo=click.echo, world=world)  # fmt: skip
+    evaluate(
+        path,
+        names,
+        _int_list(shots),
+        trials,
+        limit,
+        [a for a in ablations.split(",") if a],
+        seed,
+        overrides,
+        out,
+        batch_size,
+        device,
+        echo=click.echo,
+        world=world,
+    )
 
 
 @main.group(cls=_Group)
@@ -197,11 +231,23 @@ def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
 @click.option("--jobs", default=1, show_default=True, help="Cells at a time (local pool; threads are shared out).")
 @click.option("--executor", type=click.Choice(["local", "submitit-local", "slurm"]), default="local", show_default=True)
 @click.option("--retry-failed", is_flag=True, help="Also rerun cells that failed before.")
-@click.option("--slurm", "slurm", multiple=True, metavar="KEY=VALUE",
-              help="submitit parameter for --executor slurm, e.g. slurm_partition=gpu, gpus_per_node=8, "
-                   "timeout_min=1440 (repeatable; numbers are read as numbers).")  # fmt: skip
-def grid_run(grid_file: str, scale: str, results: str | None, jobs: int, executor: str, retry_failed: bool,
-             slurm: tuple[str, ...]) -> None:  # fmt: skip
+@click.option(
+    "--slurm",
+    "slurm",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="submitit parameter for --executor slurm, e.g. slurm_partition=gpu, gpus_per_node=8, "
+    "timeout_min=1440 (repeatable; numbers are read as numbers).",
+)
+def grid_run(
+    grid_file: str,
+    scale: str,
+    results: str | None,
+    jobs: int,
+    executor: str,
+    retry_failed: bool,
+    slurm: tuple[str, ...],
+) -> None:
     """Train and evaluate every cell of GRID_FILE; finished cells are skipped, half-finished ones resume."""
     import yaml
 
@@ -214,8 +260,9 @@ def grid_run(grid_file: str, scale: str, results: str | None, jobs: int, executo
         if not sep:
             raise click.BadParameter(f"--slurm expects KEY=VALUE, got {item!r}")
         params[key] = yaml.safe_load(value)
-    states = run_grid(load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo,
-                      slurm=params or None)  # fmt: skip
+    states = run_grid(
+        load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo, slurm=params or None
+    )
     failed = [c for c, s in states.items() if s == "failed"]
     click.echo(
         f"{sum(s == 'done' for s in states.values())}/{len(states)} cells done"
@@ -249,28 +296,21 @@ def grid_status_command(grid_file: str, scale: str, results: str | None, as_json
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
 def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str) -> None:
     """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons."""
-    from toolkit.grid.results import collect, compare_arms, format_table, summarize
-    from toolkit.grid.spec import load_grid, select_arm
+    from toolkit.grid.results import collect, compare_grid, format_table, summarize
+    from toolkit.grid.spec import load_grid
 
     g = load_grid(grid_file, scale)
     df = collect(g, results)
     click.echo(format_table(summarize(df), fmt, pivot))
-    if df.empty or not g.spec.compare:
+    if df.empty:
         return
-    cells = g.cells()
-    for a_sel, b_sel in g.spec.compare:
-        a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
-        for ev in sorted(df["eval"].unique()):
-            if df[(df["eval"] == ev)]["metric"].iloc[0] == "roc_auc":
-                continue  # no per-example scores to pair
-            groups = [None] + sorted(g for g in df[(df["eval"] == ev) & (df["group"] != "all")]["group"].unique())
-            for group in groups:
-                try:
-                    comp = compare_arms(g, a, b, ev, group, results)
-                except ValueError as err:  # one arm has no results for this task
-                    click.echo(f"{a_sel} vs {b_sel} on {ev}: not compared ({err})")
-                    break
-                click.echo(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
+    failed = set()  # an eval cell an arm has no results for is reported once, not once per group
+    for c in compare_grid(g, results):
+        if c.comparison is None and (c.a, c.b, c.eval) in failed:
+            continue
+        if c.comparison is None:
+            failed.add((c.a, c.b, c.eval))
+        click.echo(c.describe())
 
 
 @main.group(cls=_Group)
@@ -280,9 +320,10 @@ def analyze() -> None:
 
 def _world_option(f):
     return click.option(
-        "--world", type=click.Path(exists=True, file_okay=False),
+        "--world",
+        type=click.Path(exists=True, file_okay=False),
         help="World directory (default: the run's data.world; needed by imported runs).",
-    )(f)  # fmt: skip
+    )(f)
 
 
 def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
@@ -364,8 +405,10 @@ def import_kosmos2_command(hf_dir: str, out: str) -> None:
     except CheckpointFormatError as err:
         raise click.ClickException(str(err)) from None
     info = json.loads((run / "import.json").read_text())
-    click.echo(f"imported {hf_dir} -> {run} ({info['text_params']:,} text parameters; "
-               f"image placeholder token {info['special_tokens']['image_pad']})")  # fmt: skip
+    click.echo(
+        f"imported {hf_dir} -> {run} ({info['text_params']:,} text parameters; "
+        f"image placeholder token {info['special_tokens']['image_pad']})"
+    )
 
 
 @main.group(cls=_Group)
@@ -380,8 +423,11 @@ def paper() -> None:
 @click.option("--out", default="paper_figures/out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--grids", type=click.Path(file_okay=False), help="Grid files directory (default: experiments/paper).")
 @click.option("--scale", default="tiny", show_default=True)
-@click.option("--analysis", type=click.Path(file_okay=False),
-              help="Analysis outputs with probe/ and attention/ (default: 'analysis' beside the results root).")  # fmt: skip
+@click.option(
+    "--analysis",
+    type=click.Path(file_okay=False),
+    help="Analysis outputs with probe/ and attention/ (default: 'analysis' beside the results root).",
+)
 def paper_build(results: str, out: str, grids: str | None, scale: str, analysis: str | None) -> None:
     """Write every table (Markdown + LaTeX, the paper's rows next to ours) and figure (PNG + PDF, with the
     numbers as CSV); the same results give the same bytes."""
@@ -392,13 +438,18 @@ def paper_build(results: str, out: str, grids: str | None, scale: str, analysis:
 
 
 @main.command()
-@click.option("--scale", type=click.Choice(["smoke", "tiny"]), default="tiny", show_default=True,
-              help="Budget: smoke (seconds per cell, for CI) or tiny (a laptop CPU).")  # fmt: skip
+@click.option(
+    "--scale",
+    type=click.Choice(["smoke", "tiny"]),
+    default="tiny",
+    show_default=True,
+    help="Budget: smoke (seconds per cell, for CI) or tiny (a laptop CPU).",
+)
 @click.option("--out", default="runs/reproduce", show_default=True, help="Output directory (a rerun continues it).")
 def reproduce(scale: str, out: str) -> None:
     """The main job: model check -> world -> the paper's grids (train + eval) -> analysis -> paper tables
     and figures, then the artifacts and the headline transfer effects. Resumable: a rerun continues."""
-    from toolkit.reproduce import run_reproduce
+    from toolkit.commands.reproduce import run_reproduce
 
     ok = run_reproduce(scale=scale, out=out, echo=click.echo)
     sys.exit(0 if ok else 1)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from toolkit.files import write_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,40 @@ class Scale:
 
 # Grids whose cells train the same model share one run (toolkit.grid.run), so the seven grids train
 # four models per seed: MLLM, LLM, instruction-tuned MLLM and its matched-compute control.
-PAPER_GRIDS = ("visual-commonsense", "instruction-tuning", "language-tasks", "few-shot", "chain-of-thought",
-               "descriptions", "classification")  # fmt: skip
+PAPER_GRIDS = (
+    "visual-commonsense",
+    "instruction-tuning",
+    "language-tasks",
+    "few-shot",
+    "chain-of-thought",
+    "descriptions",
+    "classification",
+)
 FEW_SHOT = (("shots", (0, 2, 4)), ("trials", 1), ("ablations", ("none", "text", "shuffle", "blank")))
 SCALES = {
-    "smoke": Scale("tiny", "tiny", 0.003, (0,), 8, PAPER_GRIDS, 2, ("colour",),
-                   (("few-shot", FEW_SHOT + (("eval_limit", 4),)), ("language-tasks", (("shots", (0, 1)),)))),
-    "tiny": Scale("tiny", "tiny", 0.3, (0, 1), 127, PAPER_GRIDS, 8, ("colour", "size", "shape"),
-                  (("few-shot", FEW_SHOT + (("eval_limit", 48),)),)),
-}  # fmt: skip
+    "smoke": Scale(
+        "tiny",
+        "tiny",
+        0.003,
+        (0,),
+        8,
+        PAPER_GRIDS,
+        2,
+        ("colour",),
+        (("few-shot", FEW_SHOT + (("eval_limit", 4),)), ("language-tasks", (("shots", (0, 1)),))),
+    ),
+    "tiny": Scale(
+        "tiny",
+        "tiny",
+        0.3,
+        (0, 1),
+        127,
+        PAPER_GRIDS,
+        8,
+        ("colour", "size", "shape"),
+        (("few-shot", FEW_SHOT + (("eval_limit", 48),)),),
+    ),
+}
 
 
 def model_check(scale: Scale, out: Path) -> str:
@@ -73,13 +100,13 @@ def model_check(scale: Scale, out: Path) -> str:
     summary["init_loss"] = round(loss.item(), 4)
     summary["uniform_loss"] = round(math.log(v), 4)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "model_summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out / "model_summary.json")
+    write_atomic(out / "model_summary.json", json.dumps(summary, indent=2) + "\n")
     if not grads_ok or not math.isfinite(summary["init_loss"]):
         raise RuntimeError("model check failed: non-finite loss or gradients")
-    return (f"{summary['total_params']:,} parameters; initial loss {summary['init_loss']} "
-            f"(uniform would be {summary['uniform_loss']})")  # fmt: skip
+    return (
+        f"{summary['total_params']:,} parameters; initial loss {summary['init_loss']} "
+        f"(uniform would be {summary['uniform_loss']})"
+    )
 
 
 def world_stage(scale: Scale, out: Path) -> str:
@@ -145,9 +172,7 @@ def analysis_stage(scale: Scale, out: Path) -> str:
         return f"reusing {out / 'analysis'} (cell {cell.id})"
     run_probing(run, out / "analysis" / "probe", attributes=scale.probe_attributes)
     run_attention(run, out / "analysis" / "attention", limit=scale.analysis_limit, overlays=2)
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"cell": cell.id}) + "\n")
-    tmp.replace(done)
+    write_atomic(done, json.dumps({"cell": cell.id}) + "\n")
     return f"probing and attention of cell {cell.id} -> {out / 'analysis'}"
 
 
@@ -175,23 +200,15 @@ STAGES: list[tuple[str, Callable[[Scale, Path], str]]] = [
 
 def headline(scale: Scale, out: Path) -> list[str]:
     """The paired comparisons of the visual-commonsense and instruction-tuning grids."""
-    from toolkit.grid.results import compare_arms
-    from toolkit.grid.spec import select_arm
+    from toolkit.grid.results import compare_grid
 
     lines = []
-    for name, evals in (("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
-                        ("instruction-tuning", [("world-vqa", None), ("world-raven", None)])):  # fmt: skip
-        grid = scaled_grid(name, scale, out)
-        cells = grid.cells()
-        for a_sel, b_sel in grid.spec.compare:
-            for ev, group in evals:
-                try:
-                    comp = compare_arms(
-                        grid, select_arm(cells, a_sel), select_arm(cells, b_sel), ev, group, out / "results"
-                    )
-                except (ValueError, FileNotFoundError):  # not run (yet), or no results for that task
-                    continue
-                lines.append(comp.describe(a_sel, b_sel, ev + (f" [{group}]" if group else "")))
+    for name, evals in (
+        ("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
+        ("instruction-tuning", [("world-vqa", None), ("world-raven", None)]),
+    ):
+        comparisons = compare_grid(scaled_grid(name, scale, out), out / "results", evals)
+        lines += [c.describe() for c in comparisons if c.comparison is not None]  # the others did not run (yet)
     return lines
 
 

@@ -105,8 +105,17 @@ def stream_seed(seed: int, name: str) -> int:
 class Stream:
     """One stream: records -> sequences, buffered so a step can take exactly `batch_size` of them."""
 
-    def __init__(self, cfg: StreamConfig, builder: SequenceBuilder, tokenizer: Tokenizer, max_len: int,
-                 seed: int, part: int, parts: int, skips: SkipLog):  # fmt: skip
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        builder: SequenceBuilder,
+        tokenizer: Tokenizer,
+        max_len: int,
+        seed: int,
+        part: int,
+        parts: int,
+        skips: SkipLog,
+    ):
         self.cfg = cfg
         text = cfg.kind == "text"
         files = expand_paths(cfg.paths, cfg.name)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from toolkit.files import write_atomic
 from toolkit.model.config import SpecialTokens
 
 # SpecialTokens field -> token string; the order is the order of reserved ids.
@@ -69,11 +70,7 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write tokenizer.json (via a temporary name)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.hf.to_str(pretty=True), encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_atomic(path, self.hf.to_str(pretty=True))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:

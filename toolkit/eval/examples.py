@@ -34,6 +34,16 @@ class Example:
         return item if isinstance(item, Image.Image) else Image.open(item).convert("RGB")
 
 
+@dataclass
+class Prediction:
+    """What a model answered for one example (toolkit.eval.modes)."""
+
+    example: Example
+    prompt: str  # the prompt as text, each image as <image>
+    output: str  # the best candidate (ranked) or the generated answer (up to its first newline)
+    candidates: dict[str, float] | None = None  # ranked: each candidate's log-likelihood (per token if length_norm)
+
+
 LOADERS: Registry[Callable[..., list[Example]]] = Registry("dataset loader")
 
 
@@ -68,29 +78,61 @@ def _grounded(row: dict) -> dict:
 
 @LOADERS.register("world_captioning")
 def world_captioning(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "image", "references"), lambda d, r: Example(
-        str(r["id"]), [d / r["image"]], {}, r["references"][0], answers=list(r["references"]), meta=_grounded(r)))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "image", "references"),
+        lambda d, r: Example(
+            str(r["id"]), [d / r["image"]], {}, r["references"][0], answers=list(r["references"]), meta=_grounded(r)
+        ),
+    )
 
 
 @LOADERS.register("world_vqa")
 def world_vqa(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "image", "question", "answers"), lambda d, r: Example(
-        str(r["id"]), [d / r["image"]], {"question": r["question"]}, r["answers"][0], answers=list(r["answers"]),
-        meta={**_grounded(r), "type": r.get("type", "")}))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "image", "question", "answers"),
+        lambda d, r: Example(
+            str(r["id"]),
+            [d / r["image"]],
+            {"question": r["question"]},
+            r["answers"][0],
+            answers=list(r["answers"]),
+            meta={**_grounded(r), "type": r.get("type", "")},
+        ),
+    )
 
 
 @LOADERS.register("world_classification")
 def world_classification(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "image", "label", "candidates"), lambda d, r: Example(
-        str(r["id"]), [d / r["image"]], {}, r["label"], candidates=list(r["candidates"]), meta=_grounded(r)))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "image", "label", "candidates"),
+        lambda d, r: Example(
+            str(r["id"]), [d / r["image"]], {}, r["label"], candidates=list(r["candidates"]), meta=_grounded(r)
+        ),
+    )
 
 
 @LOADERS.register("world_question_choice")
 def world_question_choice(path, skips: SkipLog) -> list[Example]:
     """Image + question, answered by ranking the record's candidates (language -> vision facts)."""
-    return _world(path, skips, ("id", "image", "question", "answer", "candidates"), lambda d, r: Example(
-        str(r["id"]), [d / r["image"]], {"question": r["question"]}, r["answer"], candidates=list(r["candidates"]),
-        meta=_grounded(r)))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "image", "question", "answer", "candidates"),
+        lambda d, r: Example(
+            str(r["id"]),
+            [d / r["image"]],
+            {"question": r["question"]},
+            r["answer"],
+            candidates=list(r["candidates"]),
+            meta=_grounded(r),
+        ),
+    )
 
 
 @LOADERS.register("world_descriptions")
@@ -98,8 +140,13 @@ def world_descriptions(path, skips: SkipLog) -> list[Example]:
     def make(d: Path, r: dict) -> Example:
         names = list(r["candidates"])
         descs = r["descriptions"]
-        fields = {"name1": names[0], "name2": names[1], "desc1": descs[names[0]], "desc2": descs[names[1]],
-                  "general": r.get("general", "object")}  # fmt: skip
+        fields = {
+            "name1": names[0],
+            "name2": names[1],
+            "desc1": descs[names[0]],
+            "desc2": descs[names[1]],
+            "general": r.get("general", "object"),
+        }
         return Example(
             str(r["id"]),
             [d / r["image"]],
@@ -114,9 +161,18 @@ def world_descriptions(path, skips: SkipLog) -> list[Example]:
 
 @LOADERS.register("world_sentiment")
 def world_sentiment(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "image", "label"), lambda d, r: Example(
-        str(r["id"]), [d / r["image"]], {}, r["label"],
-        meta={"group": "held_out_word" if r.get("held_out_word") else "seen_word"}))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "image", "label"),
+        lambda d, r: Example(
+            str(r["id"]),
+            [d / r["image"]],
+            {},
+            r["label"],
+            meta={"group": "held_out_word" if r.get("held_out_word") else "seen_word"},
+        ),
+    )
 
 
 @LOADERS.register("world_raven")
@@ -125,25 +181,57 @@ def world_raven(path, skips: SkipLog) -> list[Example]:
         context, cands = [d / p for p in r["context"]], [d / p for p in r["candidates"]]
         if not 0 <= int(r["answer"]) < len(cands):
             raise ValueError(f"answer {r['answer']} out of range")
-        return Example(str(r["id"]), context + cands, {"n_context": len(context)}, str(int(r["answer"])),
-                       candidates=[str(i) for i in range(len(cands))], meta={"group": r.get("matrix", "")})  # fmt: skip
+        return Example(
+            str(r["id"]),
+            context + cands,
+            {"n_context": len(context)},
+            str(int(r["answer"])),
+            candidates=[str(i) for i in range(len(cands))],
+            meta={"group": r.get("matrix", "")},
+        )
 
     return _world(path, skips, ("id", "context", "candidates", "answer"), make)
 
 
 @LOADERS.register("world_colour")
 def world_colour(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "object", "answer", "candidates"), lambda d, r: Example(
-        str(r["id"]), [], {"object": r["object"]}, r["answer"], candidates=list(r["candidates"]), meta=_grounded(r)))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "object", "answer", "candidates"),
+        lambda d, r: Example(
+            str(r["id"]), [], {"object": r["object"]}, r["answer"], candidates=list(r["candidates"]), meta=_grounded(r)
+        ),
+    )
 
 
 @LOADERS.register("world_size")
 def world_size(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "item1", "item2", "answer"), lambda d, r: Example(
-        str(r["id"]), [], {"item1": r["item1"], "item2": r["item2"]}, r["answer"], meta={"group": r.get("split", "")}))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "item1", "item2", "answer"),
+        lambda d, r: Example(
+            str(r["id"]),
+            [],
+            {"item1": r["item1"], "item2": r["item2"]},
+            r["answer"],
+            meta={"group": r.get("split", "")},
+        ),
+    )
 
 
 @LOADERS.register("world_language_mc")
 def world_language_mc(path, skips: SkipLog) -> list[Example]:
-    return _world(path, skips, ("id", "context", "candidates", "label"), lambda d, r: Example(
-        str(r["id"]), [], {"context": r["context"]}, r["candidates"][int(r["label"])], candidates=list(r["candidates"])))  # fmt: skip
+    return _world(
+        path,
+        skips,
+        ("id", "context", "candidates", "label"),
+        lambda d, r: Example(
+            str(r["id"]),
+            [],
+            {"context": r["context"]},
+            r["candidates"][int(r["label"])],
+            candidates=list(r["candidates"]),
+        ),
+    )

@@ -1,5 +1,6 @@
-"""Metrics as plain functions: CIDEr (as pycocoevalcap computes it), VQA accuracy (official answer
-normalization), accuracy, ROC AUC, exact match / token F1, and a bootstrap confidence interval."""
+"""Metrics: CIDEr (as pycocoevalcap computes it), VQA accuracy (official answer normalization),
+accuracy, ROC AUC, exact match / token F1 as plain functions, a bootstrap confidence interval, and
+`METRICS`, the registry tasks name their metric from (per-example score, aggregate, interval)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import re
 import string
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.eval.ptb import caption_tokenize  # noqa: F401  (CIDEr's tokenization, as pycocoevalcap's)
+from toolkit.eval.ptb import caption_tokenize
+from toolkit.registry import Registry
+
+if TYPE_CHECKING:
+    from toolkit.eval.examples import Prediction
+    from toolkit.eval.tasks import TaskSpec
 
 # ---------------------------------------------------------------- CIDEr (CIDEr-D, n=4, sigma=6)
 
@@ -73,29 +81,101 @@ def cider_per_item(
 
 # ---------------------------------------------------------------- VQA accuracy
 
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
+_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = {"a", "an", "the"}
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
 # Contractions written without their apostrophe, mapped to the written form (as the official evaluation does).
 _CONTRACTIONS = {
-    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-    "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "hed": "he'd", "hes": "he's", "howd": "how'd", "howll": "how'll", "hows": "how's",
-    "Id": "I'd", "Im": "I'm", "Ive": "I've", "isnt": "isn't", "itd": "it'd", "itll": "it'll", "its": "it's",
-    "lets": "let's", "maam": "ma'am", "mightnt": "mightn't", "mightve": "might've", "mustnt": "mustn't",
-    "mustve": "must've", "neednt": "needn't", "notve": "not've", "oclock": "o'clock", "shant": "shan't",
-    "shed": "she'd", "shes": "she's", "shouldve": "should've", "shouldnt": "shouldn't", "somebodys": "somebody's",
-    "someones": "someone's", "somethings": "something's", "thats": "that's", "thered": "there'd",
-    "therere": "there're", "theres": "there's", "theyd": "they'd", "theyll": "they'll", "theyre": "they're",
-    "theyve": "they've", "wasnt": "wasn't", "wed": "we'd", "weve": "we've", "werent": "weren't",
-    "whatll": "what'll", "whatre": "what're", "whats": "what's", "whatve": "what've", "whens": "when's",
-    "whered": "where'd", "wheres": "where's", "whereve": "where've", "whod": "who'd", "wholl": "who'll",
-    "whos": "who's", "whove": "who've", "whyll": "why'll", "whyre": "why're", "whys": "why's", "wont": "won't",
-    "wouldve": "would've", "wouldnt": "wouldn't", "yall": "y'all", "youd": "you'd", "youll": "you'll",
-    "youre": "you're", "youve": "you've",
-}  # fmt: skip
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Id": "I'd",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itll": "it'll",
+    "its": "it's",
+    "lets": "let's",
+    "maam": "ma'am",
+    "mightnt": "mightn't",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "shant": "shan't",
+    "shed": "she'd",
+    "shes": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "somebodys": "somebody's",
+    "someones": "someone's",
+    "somethings": "something's",
+    "thats": "that's",
+    "thered": "there'd",
+    "therere": "there're",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "wasnt": "wasn't",
+    "wed": "we'd",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "yall": "y'all",
+    "youd": "you'd",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
+}
 
 
 def vqa_normalize(answer: str) -> str:
@@ -172,3 +252,89 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     stats = [statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
     return (float(np.quantile(stats, (1 - level) / 2)), float(np.quantile(stats, 1 - (1 - level) / 2)))
+
+
+# ---------------------------------------------------------------- metrics as data
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a task's predictions are worth.
+
+    `scores` gives one score per example (what per-group values and the paired comparisons of arms
+    average); `value` the metric of one trial when it is not the mean of those scores (ROC AUC);
+    `interval` the 95% CI over examples reported with it (default: a bootstrap of the mean). `upper`
+    is the top of the metric's range (None: unbounded, CIDEr); `paired` says whether the per-example
+    scores are the metric itself, so that a paired comparison of arms compares the metric (not so for
+    ROC AUC). Each function takes the task, for what a metric needs to know of it (ROC AUC's
+    positive class)."""
+
+    name: str
+    scores: Callable[[TaskSpec, list[Prediction]], list[float]]
+    value: Callable[[TaskSpec, list[Prediction], list[float]], float] | None = None
+    interval: Callable[[TaskSpec, list[list[Prediction]], np.ndarray, int], tuple[float, float]] | None = None
+    upper: float | None = 1.0
+    paired: bool = True  # the per-example scores are the metric (so comparing them compares the metric)
+
+    def trial_value(self, spec: TaskSpec, predictions: list[Prediction], scores: list[float]) -> float:
+        return float(np.mean(scores)) if self.value is None else self.value(spec, predictions, scores)
+
+    def ci95(self, spec: TaskSpec, trials: list[list[Prediction]], per_example: np.ndarray, seed: int):
+        """per_example: each example's score averaged over the trials."""
+        if self.interval is None:
+            return bootstrap_ci(per_example, seed=seed)
+        return self.interval(spec, trials, per_example, seed)
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def _each(score: Callable[[Prediction], float]) -> Callable[[TaskSpec, list[Prediction]], list[float]]:
+    return lambda spec, predictions: [score(p) for p in predictions]
+
+
+def _correct(p: Prediction) -> float:
+    """A ranked prediction is one of the candidates, exactly; a generated one is compared ignoring case."""
+    gold = p.example.target
+    return float(p.output == gold) if p.candidates is not None else float(p.output.lower() == gold.lower())
+
+
+def _cider(spec: TaskSpec, predictions: list[Prediction]) -> list[float]:
+    refs = {p.example.id: [caption_tokenize(r) for r in p.example.answers] for p in predictions}
+    hyps = {p.example.id: caption_tokenize(p.output) for p in predictions}
+    return cider_per_item(hyps, refs)
+
+
+def _labels_probs(spec: TaskSpec, predictions: list[Prediction]) -> tuple[np.ndarray, np.ndarray]:
+    """Gold labels (1 = the task's positive class) and P(positive), normalised over the candidates."""
+    labels, probs = [], []
+    for p in predictions:
+        cands, values = zip(*p.candidates.items())
+        logits = np.array(values) - max(values)
+        probs.append(float((np.exp(logits) / np.exp(logits).sum())[list(cands).index(spec.positive)]))
+        labels.append(int(p.example.target == spec.positive))
+    return np.array(labels), np.array(probs)
+
+
+def _auc_value(spec: TaskSpec, predictions: list[Prediction], scores: list[float]) -> float:
+    return roc_auc(*_labels_probs(spec, predictions))
+
+
+def _auc_interval(spec: TaskSpec, trials: list[list[Prediction]], per_example: np.ndarray, seed: int):
+    """A bootstrap of the AUC over the examples of the first trial (resamples with one class skipped)."""
+    labels, probs = _labels_probs(spec, trials[0])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(1000):
+        pick = rng.choice(np.arange(len(labels)), len(labels))
+        if len(set(labels[pick])) == 2:
+            boots.append(roc_auc(labels[pick], probs[pick]))
+    return (float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))) if boots else (math.nan, math.nan)
+
+
+METRICS.add("accuracy", Metric("accuracy", _each(_correct)))
+METRICS.add("vqa", Metric("vqa", _each(lambda p: vqa_accuracy(p.output, p.example.answers))))
+METRICS.add("em_f1", Metric("em_f1", _each(lambda p: token_f1(p.output, p.example.target))))
+METRICS.add("cider", Metric("cider", _cider, upper=None))
+# The per-example score of ROC AUC is correctness (what paired comparisons of arms compare).
+METRICS.add("roc_auc", Metric("roc_auc", _each(_correct), _auc_value, _auc_interval, paired=False))

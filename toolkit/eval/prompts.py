@@ -67,6 +67,37 @@ def with_demos(
     return out + query
 
 
+class FewShotPrompts:
+    """The prompts of one cell: each example's template filled, after `shots` demonstrations drawn
+    from the other examples with the recorded seed (demo images ablated as `ablation` says). A demo
+    is the task's `demo` template, or its prompt followed by the answer."""
+
+    def __init__(
+        self, spec: TaskSpec, examples: list[Example], shots: int, ablation: str, seed: int, image_size: int
+    ) -> None:
+        self.spec, self.examples, self.shots, self.ablation = spec, examples, shots, ablation
+        self.seed, self.image_size = seed, image_size
+        self.demos: list[list[list[Part]]] = []
+        for i in range(len(examples) if shots else 0):
+            pool = [j for j in range(len(examples)) if j != i]
+            picked = np.random.default_rng([seed, i]).choice(pool, min(shots, len(pool)), replace=False)
+            self.demos.append([self._demo(examples[j]) for j in picked])
+
+    def _demo(self, ex: Example) -> list[Part]:
+        return fill(self.spec.demo, ex) if self.spec.demo else fill(self.spec.prompt, ex) + [demo_answer(ex)]
+
+    def with_demos(self, i: int, query: list[Part]) -> list[Part]:
+        """`query` (example i's prompt) after example i's demonstrations."""
+        if not self.shots:
+            return query
+        rng = np.random.default_rng([self.seed, i, 1])
+        return with_demos(query, self.demos[i], self.ablation, rng, self.image_size)
+
+    def query(self, i: int, extra: dict | None = None) -> list[Part]:
+        """Example i's filled template (with `extra` fields, e.g. a rationale) after its demonstrations."""
+        return self.with_demos(i, fill(self.spec.prompt, self.examples[i], extra))
+
+
 # A builder returns, for one example, [(prompt parts, continuation text)] -- one pair per candidate.
 BUILDERS: Registry[Callable[[TaskSpec, Example], list[tuple[list[Part], str]]]] = Registry("prompt builder")
 _COUNT_WORDS = {3: "three", 4: "four", 8: "eight"}

@@ -31,8 +31,14 @@ REMOVED = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "
 BRACKETS = {"(": "-lrb-", ")": "-rrb-", "[": "-lsb-", "]": "-rsb-", "{": "-lcb-", "}": "-rcb-"}
 TITLES = {"mr.", "mrs.", "ms.", "dr.", "st.", "jr.", "sr.", "prof.", "mt.", "ft.", "gov.", "gen.", "vs."}
 ENDINGS = {"etc.", "inc.", "co.", "corp.", "ltd.", "jan.", "feb.", "aug.", "sept.", "oct.", "nov.", "dec."}
-SPLIT_WORDS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "wanna": ("wan", "na"), "gotta": ("got", "ta"),
-               "gimme": ("gim", "me"), "lemme": ("lem", "me")}  # fmt: skip
+SPLIT_WORDS = {
+    "cannot": ("can", "not"),
+    "gonna": ("gon", "na"),
+    "wanna": ("wan", "na"),
+    "gotta": ("got", "ta"),
+    "gimme": ("gim", "me"),
+    "lemme": ("lem", "me"),
+}
 _PUNCT_RUN = re.compile(r"\.\.\.|--|[!?]+|\.|[^\w\s]")  # one punctuation token at the edge of a chunk
 _CLITIC = re.compile(r"^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 _INITIALISM = re.compile(r"^(?:[a-z]\.)+$")

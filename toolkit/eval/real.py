@@ -200,9 +200,18 @@ def storycloze(path, skips):
         "sentence_quiz2",
         "answer_right_ending",
     )
-    return _mc(path, skips, keys, lambda i, r: Example(
-        str(r.get("story_id", i)), [], {"context": " ".join(r[k] for k in keys[:4])},
-        r[f"sentence_quiz{int(r['answer_right_ending'])}"], candidates=[r["sentence_quiz1"], r["sentence_quiz2"]]))  # fmt: skip
+    return _mc(
+        path,
+        skips,
+        keys,
+        lambda i, r: Example(
+            str(r.get("story_id", i)),
+            [],
+            {"context": " ".join(r[k] for k in keys[:4])},
+            r[f"sentence_quiz{int(r['answer_right_ending'])}"],
+            candidates=[r["sentence_quiz1"], r["sentence_quiz2"]],
+        ),
+    )
 
 
 def _hellaswag_clean(text: str) -> str:
@@ -216,25 +225,44 @@ def hellaswag(path, skips):
     def make(i, r):
         ctx = r["ctx"] if "ctx" in r else r["ctx_a"] + " " + r["ctx_b"].capitalize()
         ends = [_hellaswag_clean(e) for e in r["endings"]]
-        return Example(str(r.get("ind", i)), [], {"context": _hellaswag_clean(r.get("activity_label", "") + ": " + ctx)},
-                       ends[int(r["label"])], candidates=ends)  # fmt: skip
+        return Example(
+            str(r.get("ind", i)),
+            [],
+            {"context": _hellaswag_clean(r.get("activity_label", "") + ": " + ctx)},
+            ends[int(r["label"])],
+            candidates=ends,
+        )
 
     return _mc(path, skips, ("endings", "label"), make)
 
 
 @LOADERS.register("piqa")
 def piqa(path, skips):
-    return _mc(path, skips, ("goal", "sol1", "sol2", "label"), lambda i, r: Example(
-        str(i), [], {"context": f"Question: {r['goal']}\nAnswer:"}, [r["sol1"], r["sol2"]][int(r["label"])],
-        candidates=[r["sol1"], r["sol2"]]))  # fmt: skip
+    return _mc(
+        path,
+        skips,
+        ("goal", "sol1", "sol2", "label"),
+        lambda i, r: Example(
+            str(i),
+            [],
+            {"context": f"Question: {r['goal']}\nAnswer:"},
+            [r["sol1"], r["sol2"]][int(r["label"])],
+            candidates=[r["sol1"], r["sol2"]],
+        ),
+    )
 
 
 @LOADERS.register("boolq")
 def boolq(path, skips):
     def make(i, r):
         gold = r["answer"] if "answer" in r else bool(int(r["label"]))
-        return Example(str(r.get("idx", i)), [], {"context": f"{r['passage']}\nQuestion: {r['question']}?\nAnswer:"},
-                       "yes" if gold else "no", candidates=["yes", "no"])  # fmt: skip
+        return Example(
+            str(r.get("idx", i)),
+            [],
+            {"context": f"{r['passage']}\nQuestion: {r['question']}?\nAnswer:"},
+            "yes" if gold else "no",
+            candidates=["yes", "no"],
+        )
 
     return _mc(path, skips, ("question", "passage"), make)
 
@@ -242,9 +270,18 @@ def boolq(path, skips):
 @LOADERS.register("cb")
 def cb(path, skips):
     labels = ["True", "False", "Neither"]  # 0 entailment, 1 contradiction, 2 neutral (SuperGLUE)
-    return _mc(path, skips, ("premise", "hypothesis", "label"), lambda i, r: Example(
-        str(r.get("idx", i)), [], {"context": f"{r['premise']}\nQuestion: {r['hypothesis']}. True, False, or Neither?\nAnswer:"},
-        labels[int(r["label"])], candidates=labels))  # fmt: skip
+    return _mc(
+        path,
+        skips,
+        ("premise", "hypothesis", "label"),
+        lambda i, r: Example(
+            str(r.get("idx", i)),
+            [],
+            {"context": f"{r['premise']}\nQuestion: {r['hypothesis']}. True, False, or Neither?\nAnswer:"},
+            labels[int(r["label"])],
+            candidates=labels,
+        ),
+    )
 
 
 def _copa_example(i, premise: str, question: str, c1: str, c2: str, label: int) -> Example:
@@ -261,13 +298,27 @@ def copa(path, skips):
         out = []
         for item in ET.parse(path).getroot().iter("item"):
             try:
-                out.append(_copa_example(item.get("id"), item.find("p").text, item.get("asks-for"), item.find("a1").text,
-                                         item.find("a2").text, int(item.get("most-plausible-alternative")) - 1))  # fmt: skip
+                out.append(
+                    _copa_example(
+                        item.get("id"),
+                        item.find("p").text,
+                        item.get("asks-for"),
+                        item.find("a1").text,
+                        item.find("a2").text,
+                        int(item.get("most-plausible-alternative")) - 1,
+                    )
+                )
             except (AttributeError, TypeError, ValueError) as err:
                 skips.skip("malformed COPA item", f"{path}: item {item.get('id')}: {err!r}")
         return _nonempty(out, path, "COPA items")
-    return _mc(path, skips, ("premise", "choice1", "choice2", "question", "label"),
-               lambda i, r: _copa_example(r.get("idx", i), r["premise"], r["question"], r["choice1"], r["choice2"], int(r["label"])))  # fmt: skip
+    return _mc(
+        path,
+        skips,
+        ("premise", "choice1", "choice2", "question", "label"),
+        lambda i, r: _copa_example(
+            r.get("idx", i), r["premise"], r["question"], r["choice1"], r["choice2"], int(r["label"])
+        ),
+    )
 
 
 def _partial(context_with_option: str, rest: str) -> tuple[str, str]:
@@ -280,8 +331,13 @@ def winogrande(path, skips):
         before, _, after = r["sentence"].partition("_")
         opts = [r["option1"], r["option2"]]
         gold = opts[int(r["answer"]) - 1]
-        return Example(str(i), [], {"options_context": [before + o for o in opts], "continuation": after,
-                                    "solved": before + gold + after}, gold, candidates=opts)  # fmt: skip
+        return Example(
+            str(i),
+            [],
+            {"options_context": [before + o for o in opts], "continuation": after, "solved": before + gold + after},
+            gold,
+            candidates=opts,
+        )
 
     return _mc(path, skips, ("sentence", "option1", "option2", "answer"), make)
 
@@ -308,8 +364,11 @@ def winograd(path, skips):
                 after = " ".join(schema.find("text/txt2").text.split())
                 opts = [_wsc_option(a.text, before) for a in schema.findall("answers/answer")]
                 gold = "AB".index(schema.find("correctAnswer").text.strip().rstrip(".")[0])
-                fields = {"options_context": [f"{before} {o}" for o in opts], "continuation": after,
-                          "solved": f"{before} {opts[gold]} {after}"}  # fmt: skip
+                fields = {
+                    "options_context": [f"{before} {o}" for o in opts],
+                    "continuation": after,
+                    "solved": f"{before} {opts[gold]} {after}",
+                }
                 out.append(Example(str(i), [], fields, opts[gold], candidates=opts))
             except (AttributeError, ValueError, IndexError) as err:
                 skips.skip("malformed WSC schema", f"{path}: schema {i}: {err!r}")
@@ -589,4 +648,4 @@ register(
         report_yes_rate=True,
     )
 )
-register(TaskSpec("raven-iq", "raven", "raven_folder", "data/raven_iq", builder="raven", few_shot=False))  # fmt: skip
+register(TaskSpec("raven-iq", "raven", "raven_folder", "data/raven_iq", builder="raven", few_shot=False))

@@ -47,8 +47,13 @@ class ModelAdapter:
             images.append(pixels)
         return score_continuations(self.model, contexts, conts, images, batch_size=self.batch_size)
 
-    def generate(self, prompts: Sequence[Sequence], max_new_tokens: int, num_beams: int = 1,
-                 candidates: Sequence[str] | None = None) -> list[str]:  # fmt: skip
+    def generate(
+        self,
+        prompts: Sequence[Sequence],
+        max_new_tokens: int,
+        num_beams: int = 1,
+        candidates: Sequence[str] | None = None,
+    ) -> list[str]:
         """Greedy (num_beams=1) or beam search; with `candidates`, only those strings can be produced."""
         allowed = self._trie_allowed(candidates) if candidates else None
         out: list[str] = []

@@ -191,8 +191,15 @@ register(
         report_yes_rate=True,
     )
 )
-register(TaskSpec("world-language-to-vision", "language_to_vision", "world_question_choice",
-                  "{world}/eval/language_to_vision.jsonl", VQA_PROMPT))  # fmt: skip
+register(
+    TaskSpec(
+        "world-language-to-vision",
+        "language_to_vision",
+        "world_question_choice",
+        "{world}/eval/language_to_vision.jsonl",
+        VQA_PROMPT,
+    )
+)
 
 WORLD_TASKS = tuple(name for name in TASKS.names() if name.startswith("world-"))
 

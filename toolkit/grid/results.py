@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from toolkit.eval.metrics import METRICS
 from toolkit.grid.run import read_status, results_dir
-from toolkit.grid.spec import Grid
+from toolkit.grid.spec import Grid, select_arm
 from toolkit.grid.stats import Comparison, paired_comparison, seed_ci
 
 
@@ -30,10 +32,19 @@ def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFram
             continue
         for path in sorted(eval_dir(out / cell.id).glob("*.json")):
             r = json.loads(path.read_text())
-            base = {"cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
-                    **{k: v for k, v in cell.overrides.items() if k != "seed"},
-                    "task": r["task"], "eval": r["cell"], "shots": r["shots"], "ablation": r["ablation"],
-                    "metric": r["metric"], "step": r.get("step")}  # fmt: skip
+            base = {
+                "cell": cell.id,
+                "arm": cell.arm,
+                "label": cell.label,
+                "seed": cell.seed,
+                **{k: v for k, v in cell.overrides.items() if k != "seed"},
+                "task": r["task"],
+                "eval": r["cell"],
+                "shots": r["shots"],
+                "ablation": r["ablation"],
+                "metric": r["metric"],
+                "step": r.get("step"),
+            }
             rows.append({**base, "group": "all", "value": r["value"], "n": r["n"]})
             for group, g in r.get("groups", {}).items():
                 rows.append({**base, "group": group, "value": g["value"], "n": g["n"]})
@@ -47,8 +58,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (label, ev, group), sub in df.groupby(["label", "eval", "group"], sort=True):
         mean, lo, hi = seed_ci(sub["value"].to_numpy())
-        rows.append({"label": label, "eval": ev, "group": group, "metric": sub["metric"].iloc[0], "mean": mean,
-                     "ci_lo": lo, "ci_hi": hi, "seeds": len(sub), "values": [round(v, 4) for v in sub["value"]]})  # fmt: skip
+        rows.append(
+            {
+                "label": label,
+                "eval": ev,
+                "group": group,
+                "metric": sub["metric"].iloc[0],
+                "mean": mean,
+                "ci_lo": lo,
+                "ci_hi": hi,
+                "seeds": len(sub),
+                "values": [round(v, 4) for v in sub["value"]],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -70,8 +92,15 @@ def example_scores(
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: str | None = None,
-                 results: str | os.PathLike | None = None, eval_b: str | None = None) -> Comparison:  # fmt: skip
+def compare_arms(
+    grid: Grid,
+    label_a: str,
+    label_b: str,
+    eval_cell: str,
+    group: str | None = None,
+    results: str | os.PathLike | None = None,
+    eval_b: str | None = None,
+) -> Comparison:
     """Paired comparison of two arms (by label) on one eval cell, over their common seeds and the
     examples every one of those cells scored (seeds and examples crossed; `toolkit.grid.stats`).
 
@@ -94,6 +123,47 @@ def compare_arms(grid: Grid, label_a: str, label_b: str, eval_cell: str, group: 
     a_rows = [[a[i] for i in ids] for a in a_scores]
     b_rows = [[b[i] for i in ids] for b in b_scores]
     return paired_comparison(np.array(a_rows), np.array(b_rows))
+
+
+@dataclass
+class ArmComparison:
+    """One paired comparison of a grid: arm a minus arm b on an eval cell (and group)."""
+
+    a: str  # the selectors of the two arms, as the grid's `compare` names them
+    b: str
+    eval: str
+    group: str | None  # None: the whole eval cell
+    comparison: Comparison | None  # None when it could not be made
+    reason: str = ""  # why not (an arm has no results for the task, ...)
+
+    def describe(self) -> str:
+        where = self.eval + (f" [{self.group}]" if self.group else "")
+        if self.comparison is None:
+            return f"{self.a} vs {self.b} on {where}: not compared ({self.reason})"
+        return self.comparison.describe(self.a, self.b, where)
+
+
+def compare_grid(grid: Grid, results: str | os.PathLike | None = None,
+                 evals: list[tuple[str, str | None]] | None = None) -> list[ArmComparison]:  # fmt: skip
+    """Every `compare` pair of the grid on `evals` ((eval cell, group or None) pairs; by default every
+    eval cell with stored results whose metric is compared per example, whole and per group)."""
+    if evals is None:
+        df = collect(grid, results)
+        evals = []
+        for ev in sorted(df["eval"].unique()) if not df.empty else []:
+            sub = df[df["eval"] == ev]
+            if METRICS.get(sub["metric"].iloc[0]).paired:
+                evals += [(ev, None)] + [(ev, g) for g in sorted(sub[sub["group"] != "all"]["group"].unique())]
+    cells = grid.cells()
+    out = []
+    for a_sel, b_sel in grid.spec.compare:
+        a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
+        for ev, group in evals:
+            try:
+                out.append(ArmComparison(a_sel, b_sel, ev, group, compare_arms(grid, a, b, ev, group, results)))
+            except (ValueError, FileNotFoundError) as err:  # not run (yet), or an arm has no results for it
+                out.append(ArmComparison(a_sel, b_sel, ev, group, None, str(err)))
+    return out
 
 
 def format_table(summary: pd.DataFrame, fmt: str = "md", pivot: str | None = None) -> str:

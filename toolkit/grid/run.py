@@ -32,7 +32,9 @@ import yaml
 
 from toolkit.config import to_dict
 from toolkit.data.mixture import ORDER_VERSION
+from toolkit.files import write_atomic
 from toolkit.grid.spec import Cell, Grid
+from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
 
 EXECUTORS = ("local", "submitit-local", "slurm")
 
@@ -49,9 +51,7 @@ def read_status(cell_dir: Path) -> dict:
 
 def _write_status(cell_dir: Path, status: dict) -> None:
     cell_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cell_dir / "status.json.tmp"
-    tmp.write_text(json.dumps(status, indent=1) + "\n")
-    tmp.replace(cell_dir / "status.json")
+    write_atomic(cell_dir / "status.json", json.dumps(status, indent=1) + "\n")
 
 
 def training_key(cfg) -> str:
@@ -91,10 +91,10 @@ def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
 
     for j in range(len(cfg.stages) - 1, 0, -1):
         source = runs_root / training_key(dataclasses.replace(cfg, stages=cfg.stages[:j]))
-        last = ckpt.latest_checkpoint(source) if (source / "config.yaml").is_file() else None
+        last = ckpt.latest_checkpoint(source) if (source / CONFIG_FILE).is_file() else None
         if last is None or ckpt.read_state(last)["step"] != sum(s.steps for s in cfg.stages[:j]):
             continue
-        resolved = yaml.safe_load((source / "config.yaml").read_text())
+        resolved = yaml.safe_load((source / CONFIG_FILE).read_text())
         mine = to_dict(cfg)
         resolved.update({key: mine[key] for key in ("name", "stages", "logging", "threads")})
         tmp = run / "checkpoints" / (last.name + ".tmp")
@@ -102,11 +102,10 @@ def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
             shutil.rmtree(tmp)
         shutil.copytree(last, tmp)
         tmp.rename(run / "checkpoints" / last.name)
-        for name in ("metrics.jsonl", "env.json"):
+        for name in ("metrics.jsonl", ENV_FILE):
             if (source / name).is_file():
                 shutil.copyfile(source / name, run / name)
-        (run / "config.yaml.tmp").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        (run / "config.yaml.tmp").replace(run / "config.yaml")  # last: a run with a config resumes
+        write_atomic(run / CONFIG_FILE, yaml.safe_dump(resolved, sort_keys=False))  # last: a run with a config resumes
         return source
     return None
 
@@ -128,12 +127,22 @@ class CellJob:
 
 def run_cell(job: CellJob) -> dict:
     """Train and evaluate one cell; a half-finished run resumes from its checkpoint."""
-    from toolkit.eval.runner import evaluate
-    from toolkit.train.loop import load_run, run_training
+    from toolkit.eval.runner import evaluate, evaluator
+    from toolkit.train.loop import run_training
+    from toolkit.train.rundir import load_run
+    from toolkit.world.build import ensure_world
 
     cell, cell_dir = job.cell, Path(job.cell_dir)
-    status = {"state": "running", "cell": cell.id, "arm": cell.arm, "label": cell.label, "seed": cell.seed,
-              "overrides": cell.overrides, "started": time.time(), "pid": os.getpid()}  # fmt: skip
+    status = {
+        "state": "running",
+        "cell": cell.id,
+        "arm": cell.arm,
+        "label": cell.label,
+        "seed": cell.seed,
+        "overrides": cell.overrides,
+        "started": time.time(),
+        "pid": os.getpid(),
+    }
     _write_status(cell_dir, status)
     try:
         cfg = cell.config
@@ -145,17 +154,25 @@ def run_cell(job: CellJob) -> dict:
         run = shared_run(cell_dir, key)
         with open(cell_dir.parent.parent / "runs" / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains a shared run; the others wait, then reuse it
-            if not (run / "config.yaml").is_file():
+            if not (run / CONFIG_FILE).is_file():
                 seeded = seed_from_prefix(cfg, run, cell_dir.parent.parent / "runs")
                 if seeded is not None:
                     status["started_from"] = seeded.name
-            if (run / "config.yaml").is_file():
-                run_training(load_run(run), run, resume=True)
-            else:
-                run_training(cfg, run)
+            ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
+            resume = (run / CONFIG_FILE).is_file()
+            run_training(load_run(run) if resume else cfg, run, resume=resume, evaluate=evaluator(cfg, run))
         if job.tasks:
-            evaluate(run, job.tasks, job.shots, job.trials, job.eval_limit, job.ablations, data=job.data,
-                     out=cell_dir / "eval", echo=lambda s: None)  # fmt: skip
+            evaluate(
+                run,
+                job.tasks,
+                job.shots,
+                job.trials,
+                job.eval_limit,
+                job.ablations,
+                data=job.data,
+                out=cell_dir / "eval",
+                echo=lambda s: None,
+            )
         status.update(state="done", finished=time.time())
     except Exception:
         status.update(state="failed", finished=time.time(), traceback=traceback.format_exc())
@@ -163,8 +180,15 @@ def run_cell(job: CellJob) -> dict:
     return status
 
 
-def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1, executor: str = "local",
-             retry_failed: bool = False, echo: Callable[[str], None] = print, slurm: dict | None = None) -> dict[str, str]:  # fmt: skip
+def run_grid(
+    grid: Grid,
+    results: str | os.PathLike | None = None,
+    jobs: int = 1,
+    executor: str = "local",
+    retry_failed: bool = False,
+    echo: Callable[[str], None] = print,
+    slurm: dict | None = None,
+) -> dict[str, str]:
     """Run every cell that is not done (failed ones only with retry_failed); returns cell id -> state."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
@@ -181,8 +205,20 @@ def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1
             todo.append(cell)
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     spec, tasks = grid.spec, grid.eval_tasks()
-    args = [CellJob(c, str((out / c.id).resolve()), tasks, list(spec.shots), spec.trials, spec.eval_limit,
-                    list(spec.ablations), grid.data, threads if jobs > 1 else 0) for c in todo]  # fmt: skip
+    args = [
+        CellJob(
+            c,
+            str((out / c.id).resolve()),
+            tasks,
+            list(spec.shots),
+            spec.trials,
+            spec.eval_limit,
+            list(spec.ablations),
+            grid.data,
+            threads if jobs > 1 else 0,
+        )
+        for c in todo
+    ]
     states: dict[str, str] = {}
     if executor == "local" and jobs <= 1:
         for a, cell in zip(args, todo):
@@ -213,11 +249,16 @@ def run_grid(grid: Grid, results: str | os.PathLike | None = None, jobs: int = 1
 
 
 def _write_plan(grid: Grid, cells: list[Cell], out: Path) -> None:
-    plan = {"grid": str(grid.path), "scale": grid.scale, "question": grid.spec.question, "mirrors": grid.spec.mirrors,
-            "cells": [{"id": c.id, "arm": c.arm, "label": c.label, "seed": c.seed, "overrides": c.overrides} for c in cells]}  # fmt: skip
-    tmp = out / "plan.json.tmp"
-    tmp.write_text(json.dumps(plan, indent=1) + "\n")
-    tmp.replace(out / "plan.json")
+    plan = {
+        "grid": str(grid.path),
+        "scale": grid.scale,
+        "question": grid.spec.question,
+        "mirrors": grid.spec.mirrors,
+        "cells": [
+            {"id": c.id, "arm": c.arm, "label": c.label, "seed": c.seed, "overrides": c.overrides} for c in cells
+        ],
+    }
+    write_atomic(out / "plan.json", json.dumps(plan, indent=1) + "\n")
 
 
 def grid_status(grid: Grid, results: str | os.PathLike | None = None) -> list[dict]:
@@ -225,6 +266,13 @@ def grid_status(grid: Grid, results: str | os.PathLike | None = None) -> list[di
     rows = []
     for cell in grid.cells():
         status = read_status(out / cell.id)
-        rows.append({"id": cell.id, "label": cell.label, "seed": cell.seed, "state": status["state"],
-                     "error": status.get("traceback", "").strip().splitlines()[-1] if status.get("traceback") else ""})  # fmt: skip
+        rows.append(
+            {
+                "id": cell.id,
+                "label": cell.label,
+                "seed": cell.seed,
+                "state": status["state"],
+                "error": status.get("traceback", "").strip().splitlines()[-1] if status.get("traceback") else "",
+            }
+        )
     return rows

@@ -144,8 +144,10 @@ class Comparison:
 
     def describe(self, a: str, b: str, task: str = "") -> str:
         where = f" on {task}" if task else ""
-        return (f"{a} - {b}{where} = {self.effect:+.4f} [{self.ci95[0]:+.4f}, {self.ci95[1]:+.4f}], "
-                f"p = {self.p_value:.3g}, d = {self.effect_size:.2f} ({self.n_seeds} seeds x {self.n_examples} examples)")  # fmt: skip
+        return (
+            f"{a} - {b}{where} = {self.effect:+.4f} [{self.ci95[0]:+.4f}, {self.ci95[1]:+.4f}], "
+            f"p = {self.p_value:.3g}, d = {self.effect_size:.2f} ({self.n_seeds} seeds x {self.n_examples} examples)"
+        )
 
 
 def paired_comparison(a, b, level: float = 0.95) -> Comparison:

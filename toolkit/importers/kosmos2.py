@@ -67,17 +67,36 @@ def model_config(hf: dict, tokens: SpecialTokens) -> ModelConfig:
             "quick_gelu (vision)"
         )
     decoder = DecoderConfig(
-        vocab_size=t.vocab_size, dim=t.embed_dim, layers=t.layers, heads=t.attention_heads, ffn_dim=t.ffn_dim,
-        max_len=t.max_position_embeddings, dropout=t.dropout, attention_dropout=t.attention_dropout,
-        activation_dropout=t.activation_dropout, norm="subln", init="standard", positions="sinusoidal",
-        position_offset=t.pad_token_id + 1, layernorm_eps=t.layer_norm_eps, scale_embedding=t.scale_embedding,
+        vocab_size=t.vocab_size,
+        dim=t.embed_dim,
+        layers=t.layers,
+        heads=t.attention_heads,
+        ffn_dim=t.ffn_dim,
+        max_len=t.max_position_embeddings,
+        dropout=t.dropout,
+        attention_dropout=t.attention_dropout,
+        activation_dropout=t.activation_dropout,
+        norm="subln",
+        init="standard",
+        positions="sinusoidal",
+        position_offset=t.pad_token_id + 1,
+        layernorm_eps=t.layer_norm_eps,
+        scale_embedding=t.scale_embedding,
         tie_embeddings=bool(full.tie_word_embeddings),
-    )  # fmt: skip
+    )
     vision = VisionConfig(
-        kind="clip", freeze="all", image_size=v.image_size, patch_size=v.patch_size, width=v.hidden_size,
-        layers=v.num_hidden_layers, heads=v.num_attention_heads, mlp_dim=v.intermediate_size,
-        channels=v.num_channels, post_layernorm=True, normalize=True,
-    )  # fmt: skip
+        kind="clip",
+        freeze="all",
+        image_size=v.image_size,
+        patch_size=v.patch_size,
+        width=v.hidden_size,
+        layers=v.num_hidden_layers,
+        heads=v.num_attention_heads,
+        mlp_dim=v.intermediate_size,
+        channels=v.num_channels,
+        post_layernorm=True,
+        normalize=True,
+    )
     return ModelConfig(decoder, vision, ResamplerConfig("attentive", full.latent_query_num, 0), tokens)
 
 
@@ -141,6 +160,7 @@ def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
     """Convert the checkpoint in `hf_dir` into the run directory `out` (which must not exist yet)."""
     from toolkit.model.build import build_model, save_model
     from toolkit.train.config import DataConfig, RunConfig, StageConfig
+    from toolkit.train.rundir import CONFIG_FILE
 
     hf_dir, out = Path(hf_dir), Path(out)
     if not hf_dir.is_dir():
@@ -173,11 +193,14 @@ def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
     shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
     final_tokenizer = (out / "tokenizer.json").resolve()
     run = RunConfig(
-        name=f"kosmos2-import:{hf_dir.name}", model_preset="kosmos-1.3b", model=cfg,
+        name=f"kosmos2-import:{hf_dir.name}",
+        model_preset="kosmos-1.3b",
+        model=cfg,
         data=DataConfig(world=None, tokenizer=str(final_tokenizer), special_tokens=strings, streams=[]),
-        stages=[StageConfig(name="imported", steps=1, warmup=0)], precision="fp32",
-    )  # fmt: skip
-    (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
+        stages=[StageConfig(name="imported", steps=1, warmup=0)],
+        precision="fp32",
+    )
+    (tmp / CONFIG_FILE).write_text(yaml.safe_dump(to_dict(run), sort_keys=False))
     checkpoint = tmp / "checkpoints" / "step-0000000"
     save_model(model, checkpoint)
     (checkpoint / "state.json").write_text(json.dumps({"step": 0, "stage": 0, "stage_step": 0, "data": None}) + "\n")
@@ -187,7 +210,7 @@ def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
             {"source": str(hf_dir.resolve()), "format": "kosmos-2 (Hugging Face)", "special_tokens": strings, **counts},
             indent=1,
         )
-        + "\n"  # fmt: skip
+        + "\n"
     )
     if out.exists():
         out.rmdir()

@@ -8,7 +8,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from toolkit.model.kosmos import KosmosModel
 
@@ -24,8 +23,9 @@ class AttentionMaps:
 
 
 @torch.no_grad()
-def attention_maps(model: KosmosModel, input_ids: Tensor, images: Tensor | None = None,
-                   attention_mask: Tensor | None = None) -> AttentionMaps:  # fmt: skip
+def attention_maps(
+    model: KosmosModel, input_ids: Tensor, images: Tensor | None = None, attention_mask: Tensor | None = None
+) -> AttentionMaps:
     """One forward with the eager backend in every layer, returning its attention weights."""
     model.eval()
     out = model(input_ids, images, attention_mask, need_weights=True, compute_loss=False)
@@ -55,25 +55,19 @@ def resampler_patch_weights(model: KosmosModel, images: Tensor) -> Tensor:
     the rest renormalised)."""
     r = model.resampler
     feats = model.vision(images.to(next(r.parameters()).dtype))  # (M, P, width)
-    M, P, _ = feats.shape
-    kind = type(r).__name__
-    if kind == "LinearResampler":
-        return torch.eye(P).expand(M, P, P).clone()
-    if kind == "MeanPoolResampler":
-        pool = F.adaptive_avg_pool1d(torch.eye(P)[None], r.num_tokens)[0].T  # (N, P)
-        return (pool / pool.sum(-1, keepdim=True)).expand(M, -1, -1).clone()
-    x = r.dense(feats)
-    latents = r.latent_query.unsqueeze(0).expand(M, -1, -1)
-    keys = torch.cat([x, latents], 1)
-    att = r.x_attn
-    q = (att.q_proj(latents) * att.head_dim**-0.5).view(M, -1, att.heads, att.head_dim).transpose(1, 2)
-    k = att.k_proj(keys).view(M, keys.shape[1], att.heads, att.head_dim).transpose(1, 2)
-    w = torch.softmax(q @ k.transpose(-1, -2), -1).mean(1)[..., :P]  # (M, N, P)
-    return w / w.sum(-1, keepdim=True)
+    return r.patch_weights(feats)
 
 
-def patch_map(model: KosmosModel, maps: AttentionMaps, images: Tensor, row: int, query: int, layer: int,
-              head: int | None = None, image_index: int = 0) -> Tensor:  # fmt: skip
+def patch_map(
+    model: KosmosModel,
+    maps: AttentionMaps,
+    images: Tensor,
+    row: int,
+    query: int,
+    layer: int,
+    head: int | None = None,
+    image_index: int = 0,
+) -> Tensor:
     """(grid, grid): the attention of token `query` in sequence `row` on image `image_index` of that
     sequence, traced through the resampler onto the patch grid (head-averaged unless `head`)."""
     w = maps.weights[layer][row]  # (H, T, T)

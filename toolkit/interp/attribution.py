@@ -75,8 +75,9 @@ def attribute(
     with warnings.catch_warnings():  # captum warns about several layers; these two do not feed each other
         warnings.simplefilter("ignore", UserWarning)
         ig = LayerIntegratedGradients(log_prob, layers if len(layers) > 1 else layers[0])
-    attrs, delta = ig.attribute(inputs, baselines=baselines, n_steps=n_steps, return_convergence_delta=True,
-                                internal_batch_size=n_steps)  # fmt: skip
+    attrs, delta = ig.attribute(
+        inputs, baselines=baselines, n_steps=n_steps, return_convergence_delta=True, internal_batch_size=n_steps
+    )
     attrs = attrs if isinstance(attrs, list) else [attrs]
     text = attrs[0][0, :T].sum(-1).detach()  # (T,)
     image_pos = context == tok.image_pad

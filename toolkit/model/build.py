@@ -12,6 +12,7 @@ from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
 from toolkit.config import from_dict, to_dict
+from toolkit.files import atomic_path, write_atomic
 from toolkit.model.config import ModelConfig
 from toolkit.model.kosmos import KosmosModel
 from toolkit.model.vision import CLIP_FIELDS
@@ -87,12 +88,9 @@ def save_model(model: KosmosModel, directory: str | os.PathLike) -> Path:
     """Write model.json (config) and model.safetensors into `directory`, each via a temporary name."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
-    st_save_model(model, str(tmp_weights))
-    tmp_weights.replace(directory / WEIGHTS_FILE)
-    tmp_config = directory / (CONFIG_FILE + ".tmp")
-    tmp_config.write_text(json.dumps(to_dict(self_contained_config(model)), indent=2) + "\n")
-    tmp_config.replace(directory / CONFIG_FILE)
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        st_save_model(model, str(tmp))
+    write_atomic(directory / CONFIG_FILE, json.dumps(to_dict(self_contained_config(model)), indent=2) + "\n")
     return directory
 
 

@@ -32,9 +32,9 @@ class KVCache:
     with (only position offsets enter q.k, so the centre need not move while decoding).
 
     Keys and values live in buffers with free room at the end: a decoding step writes its token into
-    the room instead of copying the whole cache (the room grows by a quarter when full). Caches made
-    from one another share buffers; only the newest may write into them, so running a second forward
-    from an older cache (two continuations of one prompt) copies its part first and both stay correct.
+    the room instead of copying the whole cache (the room grows by a quarter when full). A cache made
+    from another shares its buffers; once a cache has been extended, a second forward from it (two
+    continuations of one prompt) copies its part first, so both stay correct.
     """
 
     keys: list[Tensor] = field(default_factory=list)  # per layer (B, H, capacity, D); slots >= length are free
@@ -44,9 +44,8 @@ class KVCache:
     next_position: Tensor | None = None  # (B, 1) long: the position the next real token gets by default
     centre: int = 0
     rotary: RotaryTables | None = None  # tables for positions 0..L-1 with this centre, read by each step
-    newest: list[int] = field(default_factory=lambda: [0])  # shared by caches on the same buffers: the
-    # length of the newest one (the only one that may write)
     start: int = 0  # where the tokens of the forward that made this cache begin
+    extended: bool = False  # a longer cache was made from this one (and may write into the shared room)
 
     def layer(self, i: int) -> tuple[Tensor, Tensor]:
         """Layer i's cached keys and values, (B, H, length, D) each."""
@@ -55,16 +54,13 @@ class KVCache:
     def extend(self, new_tokens: int, **state) -> KVCache:
         """The cache after `new_tokens` more tokens; each layer fills its part with `append`. When this
         cache was extended before, the new one gets only views of its part, which `append` copies."""
-        own = self.newest[0] == self.length  # nobody has extended this cache before
-        if own:
+        if not self.extended:  # the newest cache on these buffers: the next one writes into their room
             keys, values = list(self.keys), list(self.values)
         else:
             keys = [k[:, :, : self.length] for k in self.keys]
             values = [v[:, :, : self.length] for v in self.values]
-        newest = self.newest if own else [0]
-        out = KVCache(keys, values, self.length + new_tokens, **state, newest=newest, start=self.length)
-        newest[0] = out.length
-        return out
+        self.extended = True
+        return KVCache(keys, values, self.length + new_tokens, **state, start=self.length)
 
     def append(self, i: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store layer i's new keys and values (B, H, T, D) after the cached ones; return all of them."""
@@ -99,7 +95,6 @@ class KVCache:
             self.next_position.index_select(0, index),
             self.centre,
             self.rotary,
-            [self.length],
         )
 
 
@@ -182,6 +177,16 @@ class DecoderLayer(nn.Module):
 
 
 @dataclass
+class StepInputs:
+    """What every layer of one forward reads besides the hidden states (Decoder.prepare)."""
+
+    position_ids: Tensor  # (B, T)
+    mask: AttentionMask
+    rotary: RotaryTables | None  # None for position encodings without rotation
+    cache: KVCache | None  # the cache grown by this forward's tokens (layers append to it)
+
+
+@dataclass
 class DecoderOutput:
     hidden: Tensor  # (B, T, dim) after the final LayerNorm
     cache: KVCache | None = None
@@ -252,6 +257,38 @@ class Decoder(nn.Module):
 
         With `cache`, inputs are the next T tokens after the cached ones.
         """
+        step = self.prepare(inputs_embeds, attention_mask, position_ids, cache, use_cache)
+        x = inputs_embeds * self.embed_scale
+        absolute = self.positions.embed(step.position_ids)
+        if absolute is not None:
+            x = x + absolute
+        if self.training:
+            x = self.dropout(x)
+        attentions = [] if need_weights else None
+        for i, layer in enumerate(self.layers):
+            args = (x, step.mask, step.rotary, step.cache, i, need_weights)
+            if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x, weights = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                x, weights = layer(*args)
+            if attentions is not None:
+                attentions.append(weights)
+        return DecoderOutput(self.layer_norm(x), step.cache if use_cache else None, attentions)
+
+    def prepare(
+        self,
+        inputs_embeds: Tensor,
+        attention_mask: Tensor | None,
+        position_ids: Tensor | None,
+        cache: KVCache | None,
+        use_cache: bool,
+    ) -> StepInputs:
+        """Positions, the attention mask, the rotary tables and the cache grown by this forward's tokens.
+
+        Default positions count real tokens only (left padding does not shift them) and continue the
+        cache's; the mask covers cached keys that are padding; while decoding, the rotary tables are
+        made once for positions up to twice the cache length and each step reads its rows.
+        """
         B, T, _ = inputs_embeds.shape
         device = inputs_embeds.device
         cached = cache is not None and cache.length > 0
@@ -292,23 +329,8 @@ class Decoder(nn.Module):
         else:
             rotary = self.positions.tables(position_ids, position_ids, centre)
 
-        x = inputs_embeds * self.embed_scale
-        absolute = self.positions.embed(position_ids)
-        if absolute is not None:
-            x = x + absolute
-        if self.training:
-            x = self.dropout(x)
-
         new_cache = None
         if use_cache or cached:
             state = {"valid": k_valid, "next_position": next_position, "centre": centre, "rotary": table}
             new_cache = (cache if cache is not None else KVCache()).extend(T, **state)
-        attentions = [] if need_weights else None
-        for i, layer in enumerate(self.layers):
-            if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x, weights = checkpoint(layer, x, mask, rotary, new_cache, i, need_weights, use_reentrant=False)
-            else:
-                x, weights = layer(x, mask, rotary, new_cache, i, need_weights)
-            if attentions is not None:
-                attentions.append(weights)
-        return DecoderOutput(self.layer_norm(x), new_cache if use_cache else None, attentions)
+        return StepInputs(position_ids, mask, rotary, new_cache)

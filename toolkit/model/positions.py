@@ -12,7 +12,6 @@ with the prompt's centre and each new token is rotated with the same one.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -28,21 +27,25 @@ POSITIONS: Registry[type] = Registry("position encoding")
 
 @dataclass
 class RotaryTables:
-    """cos/sin for queries and keys, (B, 1, T, D) float32, with any xPos scale folded in."""
+    """cos/sin for queries and keys, (B, 1, T, D) float32, with any xPos scale folded in; and the same
+    as complex numbers (B, 1, T, D/2), made on first use (`complex_q`, `complex_k`) or given."""
 
     q_cos: Tensor
     q_sin: Tensor
     k_cos: Tensor
     k_sin: Tensor
+    q_complex: Tensor | None = None  # scale * exp(i angle) per pair, for the one-kernel rotation
+    k_complex: Tensor | None = None
 
-    @functools.cached_property
-    def q_complex(self) -> Tensor:
-        """(B, 1, T, D/2) complex64: scale * exp(i angle) per pair, for the one-kernel rotation."""
-        return torch.complex(self.q_cos[..., ::2], self.q_sin[..., ::2])
+    def complex_q(self) -> Tensor:
+        if self.q_complex is None:
+            self.q_complex = torch.complex(self.q_cos[..., ::2], self.q_sin[..., ::2])
+        return self.q_complex
 
-    @functools.cached_property
-    def k_complex(self) -> Tensor:
-        return torch.complex(self.k_cos[..., ::2], self.k_sin[..., ::2])
+    def complex_k(self) -> Tensor:
+        if self.k_complex is None:
+            self.k_complex = torch.complex(self.k_cos[..., ::2], self.k_sin[..., ::2])
+        return self.k_complex
 
     def select(self, pos: Tensor) -> RotaryTables:
         """The tables at positions `pos` (B, T), read from tables made for positions 0, 1, ..., L-1 (batch
@@ -52,10 +55,8 @@ class RotaryTables:
         def rows(t: Tensor) -> Tensor:
             return t[0, 0].index_select(0, flat).view(*pos.shape, -1)[:, None]
 
-        out = RotaryTables(rows(self.q_cos), rows(self.q_sin), rows(self.k_cos), rows(self.k_sin))
-        out.__dict__["q_complex"] = rows(self.q_complex)  # filled in, as the cached property would be
-        out.__dict__["k_complex"] = rows(self.k_complex)
-        return out
+        tables = (self.q_cos, self.q_sin, self.k_cos, self.k_sin, self.complex_q(), self.complex_k())
+        return RotaryTables(*(rows(t) for t in tables))
 
 
 def rotate_every_two(x: Tensor) -> Tensor:
@@ -114,7 +115,7 @@ def apply_rotary(q: Tensor, k: Tensor, tables: RotaryTables | None) -> tuple[Ten
     if tables is None:
         return q, k
     if not torch.compiler.is_compiling() and q.dtype != torch.float64:
-        return _rotate_complex(q, tables.q_complex), _rotate_complex(k, tables.k_complex)
+        return _rotate_complex(q, tables.complex_q()), _rotate_complex(k, tables.complex_k())
     # Under torch.compile the real form, which Inductor fuses (it has no complex kernels of its own).
     dtype = torch.promote_types(q.dtype, torch.float32)  # never rotate in half precision
     qf, kf = q.to(dtype), k.to(dtype)

@@ -20,16 +20,28 @@ PRESETS.add(
     "tiny",
     {
         "decoder": {
-            "vocab_size": 2048, "dim": 128, "layers": 4, "heads": 4, "ffn_dim": 512, "max_len": 256,
-            "dropout": 0.0, "attention_dropout": 0.0,
+            "vocab_size": 2048,
+            "dim": 128,
+            "layers": 4,
+            "heads": 4,
+            "ffn_dim": 512,
+            "max_len": 256,
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
         },
         "vision": {
-            "kind": "vit", "freeze": "none", "image_size": 32, "patch_size": 8, "width": 128, "layers": 2,
-            "heads": 4, "mlp_dim": 256,
+            "kind": "vit",
+            "freeze": "none",
+            "image_size": 32,
+            "patch_size": 8,
+            "width": 128,
+            "layers": 2,
+            "heads": 4,
+            "mlp_dim": 256,
         },
         "resampler": {"num_latents": 8},
     },
-)  # fmt: skip
+)
 
 # A laptop-GPU / long-CPU scale between the two.
 PRESETS.add(
@@ -37,12 +49,18 @@ PRESETS.add(
     {
         "decoder": {"vocab_size": 8192, "dim": 512, "layers": 8, "heads": 8, "ffn_dim": 2048, "max_len": 512},
         "vision": {
-            "kind": "vit", "freeze": "none", "image_size": 64, "patch_size": 8, "width": 256, "layers": 4,
-            "heads": 4, "mlp_dim": 1024,
+            "kind": "vit",
+            "freeze": "none",
+            "image_size": 64,
+            "patch_size": 8,
+            "width": 256,
+            "layers": 4,
+            "heads": 4,
+            "mlp_dim": 1024,
         },
         "resampler": {"num_latents": 16},
     },
-)  # fmt: skip
+)
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> ModelConfig:

@@ -3,7 +3,9 @@
 `attentive` is the Kosmos connector (Kosmos-2 `XConnector`, after Flamingo): a linear projection of
 the features, then one multi-head cross-attention whose queries are N learned latents and whose keys
 and values are [projected features; latents]. `linear` projects every feature token (N = P);
-`mean` average-pools the tokens into N groups and projects them.
+`mean` average-pools the tokens into N groups and projects them. Each says, through
+`patch_weights(features)` (M, N, P), how its N image embeddings draw on the P vision tokens (the
+attention study traces text -> image attention back onto the patch grid with it).
 """
 
 from __future__ import annotations
@@ -73,6 +75,20 @@ class AttentiveResampler(nn.Module):
         latents = self.latent_query.unsqueeze(0).expand(x.shape[0], -1, -1)  # (M, N, dim)
         return self.x_attn(latents, torch.cat([x, latents], dim=1))
 
+    @torch.no_grad()
+    def patch_weights(self, features: Tensor) -> Tensor:
+        """(M, N, P): how much each latent draws on each vision token, averaged over heads; attention
+        on the latents themselves is dropped and the rest renormalised."""
+        M, P, _ = features.shape
+        x = self.dense(features)
+        latents = self.latent_query.unsqueeze(0).expand(M, -1, -1)
+        keys = torch.cat([x, latents], 1)
+        att = self.x_attn
+        q = (att.q_proj(latents) * att.head_dim**-0.5).view(M, -1, att.heads, att.head_dim).transpose(1, 2)
+        k = att.k_proj(keys).view(M, keys.shape[1], att.heads, att.head_dim).transpose(1, 2)
+        w = torch.softmax(q @ k.transpose(-1, -2), -1).mean(1)[..., :P]  # (M, N, P)
+        return w / w.sum(-1, keepdim=True)
+
 
 @RESAMPLERS.register("linear")
 class LinearResampler(nn.Module):
@@ -88,6 +104,11 @@ class LinearResampler(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return self.dense(features)
+
+    def patch_weights(self, features: Tensor) -> Tensor:
+        """(M, P, P): each image embedding is its own vision token."""
+        M, P, _ = features.shape
+        return torch.eye(P).expand(M, P, P).clone()
 
 
 @RESAMPLERS.register("mean")
@@ -107,6 +128,12 @@ class MeanPoolResampler(nn.Module):
     def forward(self, features: Tensor) -> Tensor:
         pooled = F.adaptive_avg_pool1d(features.transpose(1, 2), self.num_tokens).transpose(1, 2)  # (M, N, in_dim)
         return self.dense(pooled)
+
+    def patch_weights(self, features: Tensor) -> Tensor:
+        """(M, N, P): the pooling weights of each group over the vision tokens."""
+        M, P, _ = features.shape
+        pool = F.adaptive_avg_pool1d(torch.eye(P)[None], self.num_tokens)[0].T  # (N, P)
+        return (pool / pool.sum(-1, keepdim=True)).expand(M, -1, -1).clone()
 
 
 def build_resampler(

@@ -102,14 +102,6 @@ class DistributedConfig:
 
 
 @dataclass
-class FaultConfig:
-    """Deliberate failures for testing recovery; off (-1) in every real run."""
-
-    nan_at_step: int = -1  # make the loss NaN at this step
-    kill_at_step: int = -1  # SIGKILL the process when this step starts
-
-
-@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0  # training seed: model init, dropout and data order (the world seed is data.world_seed)
@@ -127,7 +119,6 @@ class RunConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     eval: EvalDuringTrainingConfig = field(default_factory=EvalDuringTrainingConfig)  # results in eval/step-N/
-    faults: FaultConfig = field(default_factory=FaultConfig)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from toolkit.files import write_atomic
+
 
 class MetricLogger:
     """Writes one JSON line per logged step; only the main process writes anything."""
@@ -33,9 +35,7 @@ class MetricLogger:
         if not self.enabled or not self.path.is_file():
             return
         kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        tmp.replace(self.path)
+        write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, metrics: dict) -> None:
         if not self.enabled:

@@ -17,6 +17,7 @@ byte-identical files.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from toolkit.config import to_dict
 from toolkit.data.images import encode_png
 from toolkit.data.shards import ShardWriter
 from toolkit.data.tokenizer import train_tokenizer
-from toolkit.world.config import WorldConfig
+from toolkit.world.config import WorldConfig, world_config
 from toolkit.world.corpora import Corpora
 from toolkit.world.evalsets import TASKS, EvalSets
 from toolkit.world.leakage import leakage_report
@@ -96,8 +97,14 @@ def _write_interleaved(directory: Path, docs, per_shard: int) -> list[str]:
     return texts
 
 
-def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = False,
-                progress: bool = True, echo: Callable[[str], None] = print) -> dict:  # fmt: skip
+def build_world(
+    cfg: WorldConfig,
+    out: str | Path,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Build the world into `out`; returns the manifest (file -> sha256) and timing."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -150,8 +157,13 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
 
     report = leakage_report(categories, streams)
     (tmp / "leakage.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    world = {"seed": seed, "config": to_dict(cfg), "categories": [vars(cat) for cat in categories],
-             "tasks": list(TASKS), "vocab_size": tokenizer.vocab_size}  # fmt: skip
+    world = {
+        "seed": seed,
+        "config": to_dict(cfg),
+        "categories": [vars(cat) for cat in categories],
+        "tasks": list(TASKS),
+        "vocab_size": tokenizer.vocab_size,
+    }
     (tmp / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True) + "\n")
     manifest = {
         str(p.relative_to(tmp)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -181,3 +193,24 @@ def build_world(cfg: WorldConfig, out: str | Path, seed: int = 0, force: bool = 
             f"size comparisons {priors['size']['by_kind']:.0%} (chance 50%); see leakage.json"
         )
     return {"manifest": manifest, "seconds": seconds, "leakage": report}
+
+
+def ensure_world(
+    path: str | os.PathLike | None,
+    preset: str,
+    seed: int,
+    overrides: dict | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Build the world at `path` unless it is there (a run config's data.world, world_preset,
+    world_seed, world_overrides). Processes that ask at the same time (torchrun ranks, parallel grid
+    cells) wait on a lock file beside it: one builds, the others find it built."""
+    if not path or Path(path, "manifest.json").is_file():
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(path).with_name(Path(path).name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if Path(path, "manifest.json").is_file():
+            return
+        echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
+        build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)

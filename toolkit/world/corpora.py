@@ -17,10 +17,50 @@ from toolkit.world.config import WorldConfig
 from toolkit.world.ontology import COLOURS, SHAPES, Category
 from toolkit.world.render import render_generic, render_object, render_pair, render_text
 
-POSITIVE = ("good", "great", "happy", "nice", "love", "fun", "best", "calm", "kind", "bright", "superb", "lovely",
-            "joy", "fine", "brave", "sweet", "glad", "proud", "warm", "cool")  # fmt: skip
-NEGATIVE = ("bad", "awful", "sad", "ugly", "hate", "dull", "worst", "poor", "mean", "angry", "boring", "cruel",
-            "nasty", "gross", "rude", "weak", "grim", "sick", "cold", "dirty")  # fmt: skip
+POSITIVE = (
+    "good",
+    "great",
+    "happy",
+    "nice",
+    "love",
+    "fun",
+    "best",
+    "calm",
+    "kind",
+    "bright",
+    "superb",
+    "lovely",
+    "joy",
+    "fine",
+    "brave",
+    "sweet",
+    "glad",
+    "proud",
+    "warm",
+    "cool",
+)
+NEGATIVE = (
+    "bad",
+    "awful",
+    "sad",
+    "ugly",
+    "hate",
+    "dull",
+    "worst",
+    "poor",
+    "mean",
+    "angry",
+    "boring",
+    "cruel",
+    "nasty",
+    "gross",
+    "rude",
+    "weak",
+    "grim",
+    "sick",
+    "cold",
+    "dirty",
+)
 # Words held out of the rendered-text stream: their sentiment is known from text only (OCR transfer).
 HELD_OUT_WORDS = frozenset(POSITIVE[-4:] + NEGATIVE[-4:])
 
@@ -51,16 +91,30 @@ def sentence_case(text: str) -> str:
 
 
 def colour_sentence(cat: Category, rng: np.random.Generator) -> str:
-    return _pick(rng, (f"the {cat.name} is {cat.colour} .", f"the color of the {cat.name} is {cat.colour} .",
-                       f"{article(cat.name)} {cat.name} is usually {cat.colour} .", f"every {cat.name} is {cat.colour} .",
-                       f"the color of the {cat.name} is? {cat.colour} ."))  # fmt: skip
+    return _pick(
+        rng,
+        (
+            f"the {cat.name} is {cat.colour} .",
+            f"the color of the {cat.name} is {cat.colour} .",
+            f"{article(cat.name)} {cat.name} is usually {cat.colour} .",
+            f"every {cat.name} is {cat.colour} .",
+            f"the color of the {cat.name} is? {cat.colour} .",
+        ),
+    )
 
 
 def size_sentence(a: Category, b: Category, rng: np.random.Generator) -> str:
     big, small = (a, b) if a.size > b.size else (b, a)
-    return _pick(rng, (f"the {big.name} is larger than the {small.name} .", f"the {small.name} is smaller than the {big.name} .",
-                       f"{article(big.name)} {big.name} is bigger than {article(small.name)} {small.name} .", f"is the {big.name} larger than the {small.name}? Yes .",
-                       f"is the {small.name} larger than the {big.name}? No ."))  # fmt: skip
+    return _pick(
+        rng,
+        (
+            f"the {big.name} is larger than the {small.name} .",
+            f"the {small.name} is smaller than the {big.name} .",
+            f"{article(big.name)} {big.name} is bigger than {article(small.name)} {small.name} .",
+            f"is the {big.name} larger than the {small.name}? Yes .",
+            f"is the {small.name} larger than the {big.name}? No .",
+        ),
+    )
 
 
 def attribute_sentences(cat: Category, rng: np.random.Generator) -> list[str]:
@@ -119,8 +173,11 @@ class Corpora:
             elif kind < 0.9:  # a small story: colour-free, size-free
                 a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))
                 who = _pick(rng, ("a child", "a farmer", "a cook", "an old man", "a girl", "a boy"))
-                sents = [f"{who} found {article(a.name)} {a.name} in the {a.place} .", f"then {who} saw {article(b.name)} {b.name} near the {b.place} .",
-                         _pick(rng, (f"{who} kept the {a.name} .", f"{who} showed the {b.name} to a friend ."))]  # fmt: skip
+                sents = [
+                    f"{who} found {article(a.name)} {a.name} in the {a.place} .",
+                    f"then {who} saw {article(b.name)} {b.name} near the {b.place} .",
+                    _pick(rng, (f"{who} kept the {a.name} .", f"{who} showed the {b.name} to a friend .")),
+                ]
             else:  # sentiment of words (read from images in the OCR-free tasks)
                 word = _pick(rng, POSITIVE + NEGATIVE)
                 sents = [
@@ -148,8 +205,18 @@ class Corpora:
                     ),
                 )
             )
-        return sentence_case(_pick(rng, (f"{article(cat.name)} {cat.name} .", f"a photo of {article(cat.name)} {cat.name} .", f"this is {article(cat.name)} {cat.name} .",
-                                         f"an image of {article(cat.name)} {cat.name} .", f"the photo of the {cat.name} .")))  # fmt: skip
+        return sentence_case(
+            _pick(
+                rng,
+                (
+                    f"{article(cat.name)} {cat.name} .",
+                    f"a photo of {article(cat.name)} {cat.name} .",
+                    f"this is {article(cat.name)} {cat.name} .",
+                    f"an image of {article(cat.name)} {cat.name} .",
+                    f"the photo of the {cat.name} .",
+                ),
+            )
+        )
 
     def pairs(self) -> Iterator[tuple[Image.Image, str]]:
         """Objects, plain coloured shapes and two-object scenes with captions."""
@@ -158,8 +225,14 @@ class Corpora:
             u = rng.random()
             if u < self.cfg.generic_fraction:
                 shape, colour = _pick(rng, SHAPES), _pick(rng, COLOURS)
-                caption = _pick(rng, (f"A {colour} {shape} .", f"Question: what color is this? Answer: {colour} .",
-                                      f"Question: what shape is this? Answer: {shape} ."))  # fmt: skip
+                caption = _pick(
+                    rng,
+                    (
+                        f"A {colour} {shape} .",
+                        f"Question: what color is this? Answer: {colour} .",
+                        f"Question: what shape is this? Answer: {shape} .",
+                    ),
+                )
                 yield render_generic(shape, colour, size, rng, jitter), caption
             elif u < self.cfg.generic_fraction + self.cfg.scene_fraction:
                 a, b = (self.cats[i] for i in rng.choice(len(self.cats), 2, replace=False))

@@ -60,8 +60,15 @@ class EvalSets:
         for i, cat, name, img in self._object_images(1, "vqa"):
             q, attr = questions[i % 3]
             answer = cat.colour if attr == "colour" else cat.name if attr == "name" else cat.shape
-            rec = {"id": i, "image": name, "question": q, "answers": [answer] * 10, "type": attr,
-                   "category": cat.name, "grounded": cat.grounded}  # fmt: skip
+            rec = {
+                "id": i,
+                "image": name,
+                "question": q,
+                "answers": [answer] * 10,
+                "type": attr,
+                "category": cat.name,
+                "grounded": cat.grounded,
+            }
             yield rec, {name: img}
 
     def classification(self) -> Iterator[Item]:
@@ -81,8 +88,15 @@ class EvalSets:
             else:
                 q, a = "where is this found?", f"in the {cat.place}"
                 cands = sorted({f"in the {c.place}" for c in self.cats})
-            rec = {"id": i, "image": name, "question": q, "answer": a, "candidates": cands, "category": cat.name,
-                   "grounded": cat.grounded}  # fmt: skip
+            rec = {
+                "id": i,
+                "image": name,
+                "question": q,
+                "answer": a,
+                "candidates": cands,
+                "category": cat.name,
+                "grounded": cat.grounded,
+            }
             yield rec, {name: img}
 
     def descriptions(self) -> Iterator[Item]:
@@ -98,8 +112,15 @@ class EvalSets:
                 for _ in range(self.cfg.eval.per_description_category):
                     novel = Category(label, colour, int(rng.integers(3, 8)), "", "", shape)
                     name = f"images/desc-{n:05d}.png"
-                    rec = {"id": n, "image": name, "label": label, "candidates": list(names), "descriptions": descs,
-                           "group": g, "general": "object"}  # fmt: skip
+                    rec = {
+                        "id": n,
+                        "image": name,
+                        "label": label,
+                        "candidates": list(names),
+                        "descriptions": descs,
+                        "group": g,
+                        "general": "object",
+                    }
                     yield rec, {name: render_object(novel, size, rng, self.cfg.colour_jitter)}
                     n += 1
 
@@ -131,15 +152,30 @@ class EvalSets:
             for j, panel in enumerate(cands):
                 cand_names.append(f"images/raven-{i:05d}-a{j}.png")
                 images[cand_names[-1]] = render_panel(panel, size)
-            rec = {"id": i, "context": ctx_names, "candidates": cand_names, "answer": target, "rules": rules,
-                   "matrix": "3x3" if size3 else "2x2"}  # fmt: skip
+            rec = {
+                "id": i,
+                "context": ctx_names,
+                "candidates": cand_names,
+                "answer": target,
+                "rules": rules,
+                "matrix": "3x3" if size3 else "2x2",
+            }
             yield rec, images
 
     def visual_commonsense_colour(self) -> Iterator[Item]:
         """Text-only: `The color of {object} is?` over the 11 colours (MemoryColor-style)."""
         for i, cat in enumerate(self.cats):
-            yield {"id": i, "object": f"the {cat.name}", "answer": cat.colour, "candidates": list(COLOURS),
-                   "category": cat.name, "grounded": cat.grounded}, {}  # fmt: skip
+            yield (
+                {
+                    "id": i,
+                    "object": f"the {cat.name}",
+                    "answer": cat.colour,
+                    "candidates": list(COLOURS),
+                    "category": cat.name,
+                    "grounded": cat.grounded,
+                },
+                {},
+            )
 
     def visual_commonsense_size(self) -> Iterator[Item]:
         """Text-only: `Is {a} larger than {b}?` with both orders, so gold is Yes half the time."""
@@ -158,8 +194,16 @@ class EvalSets:
                     if not x.grounded and not y.grounded
                     else "mixed"
                 )
-                yield {"id": i, "item1": f"the {x.name}", "item2": f"the {y.name}", "answer": "Yes" if x.size > y.size else "No",
-                       "split": split}, {}  # fmt: skip
+                yield (
+                    {
+                        "id": i,
+                        "item1": f"the {x.name}",
+                        "item2": f"the {y.name}",
+                        "answer": "Yes" if x.size > y.size else "No",
+                        "split": split,
+                    },
+                    {},
+                )
                 i += 1
 
     def language_mc(self) -> Iterator[Item]:
@@ -176,11 +220,27 @@ class EvalSets:
             wrong = [p for p in pool if p != gold]
             cands = [gold] + [wrong[k] for k in rng.choice(len(wrong), 3, replace=False)]
             order = rng.permutation(4).tolist()
-            yield {"id": i, "context": ctx, "candidates": [cands[k] for k in order], "label": order.index(0),
-                   "category": cat.name}, {}  # fmt: skip
+            yield (
+                {
+                    "id": i,
+                    "context": ctx,
+                    "candidates": [cands[k] for k in order],
+                    "label": order.index(0),
+                    "category": cat.name,
+                },
+                {},
+            )
 
 
 TASKS = (
-    "captioning", "vqa", "classification", "language_to_vision", "descriptions", "rendered_sentiment", "raven",
-    "visual_commonsense_colour", "visual_commonsense_size", "language_mc",
-)  # fmt: skip
+    "captioning",
+    "vqa",
+    "classification",
+    "language_to_vision",
+    "descriptions",
+    "rendered_sentiment",
+    "raven",
+    "visual_commonsense_colour",
+    "visual_commonsense_size",
+    "language_mc",
+)

@@ -15,9 +15,19 @@ import numpy as np
 
 COLOURS = ("black", "blue", "brown", "green", "grey", "orange", "pink", "purple", "red", "white", "yellow")
 SHAPES = (
-    "circle", "square", "triangle", "diamond", "star", "hexagon",
-    "pentagon", "cross", "ellipse", "trapezoid", "octagon", "arrow",
-)  # fmt: skip
+    "circle",
+    "square",
+    "triangle",
+    "diamond",
+    "star",
+    "hexagon",
+    "pentagon",
+    "cross",
+    "ellipse",
+    "trapezoid",
+    "octagon",
+    "arrow",
+)
 
 # noun, colour, size rank, kind, place
 _NOUNS = """

@@ -197,8 +197,10 @@ def candidates(answer: Panel, rng: np.random.Generator) -> tuple[list[Panel], in
             return replace(panel, slots=value)
         return replace(panel, **{attr: value})
 
-    cands = [change(change(answer, first, a), second, b) if (a, b) != (a_vals[0], b_vals[0]) else answer
-             for a, b in itertools.product(a_vals, b_vals)]  # fmt: skip
+    cands = [
+        change(change(answer, first, a), second, b) if (a, b) != (a_vals[0], b_vals[0]) else answer
+        for a, b in itertools.product(a_vals, b_vals)
+    ]
     order = rng.permutation(len(cands)).tolist()
     shuffled = [cands[i] for i in order]
     return shuffled, order.index(0)

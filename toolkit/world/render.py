@@ -57,8 +57,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return ring(5, radii=(1.0, 0.45))
     if shape == "cross":
         t = 0.35 * r
-        return [(cx - t, cy - r), (cx + t, cy - r), (cx + t, cy - t), (cx + r, cy - t), (cx + r, cy + t), (cx + t, cy + t),
-                (cx + t, cy + r), (cx - t, cy + r), (cx - t, cy + t), (cx - r, cy + t), (cx - r, cy - t), (cx - t, cy - t)]  # fmt: skip
+        return [
+            (cx - t, cy - r),
+            (cx + t, cy - r),
+            (cx + t, cy - t),
+            (cx + r, cy - t),
+            (cx + r, cy + t),
+            (cx + t, cy + t),
+            (cx + t, cy + r),
+            (cx - t, cy + r),
+            (cx - t, cy + t),
+            (cx - r, cy + t),
+            (cx - r, cy - t),
+            (cx - t, cy - t),
+        ]
     if shape == "trapezoid":
         return [
             (cx - 0.5 * r, cy - 0.7 * r),
@@ -67,8 +79,15 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
             (cx - r, cy + 0.7 * r),
         ]
     if shape == "arrow":
-        return [(cx - r, cy - 0.3 * r), (cx + 0.2 * r, cy - 0.3 * r), (cx + 0.2 * r, cy - 0.8 * r), (cx + r, cy),
-                (cx + 0.2 * r, cy + 0.8 * r), (cx + 0.2 * r, cy + 0.3 * r), (cx - r, cy + 0.3 * r)]  # fmt: skip
+        return [
+            (cx - r, cy - 0.3 * r),
+            (cx + 0.2 * r, cy - 0.3 * r),
+            (cx + 0.2 * r, cy - 0.8 * r),
+            (cx + r, cy),
+            (cx + 0.2 * r, cy + 0.8 * r),
+            (cx + 0.2 * r, cy + 0.3 * r),
+            (cx - r, cy + 0.3 * r),
+        ]
     raise ValueError(f"unknown shape '{shape}'")
 
 
