@@ -82,6 +82,11 @@ def _footnote_missing(rows: list[list[str]], notes: list[str]) -> tuple[list[lis
     return out, [*notes, *(f"m{n}: missing, {reason}" for reason, n in reasons.items())]
 
 
+def ours_where(grid: Grid) -> str:
+    """Where our rows come from: the tiny world as the grid file writes it, or the scale it ran at."""
+    return "tiny world" if grid.scale == "tiny" else f"{grid.scale} scale"
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -239,7 +244,7 @@ def paper_vs_ours(
             label = select_arm(cells, selector) if selector else only_arm(grid)
             rows.append(
                 [
-                    f"{row_name} — ours, {grid.scale} world, {n} seeds",
+                    f"{row_name} — ours, {ours_where(grid)}, {n} seeds",
                     *["–"] * len(paper_headers),
                     *(ours_cell(summary, label, c.eval, c.group, c.scale) for c in columns),
                 ]

@@ -7,6 +7,7 @@ from paper_figures.common import (
     comparison_cell,
     fmt,
     ours_cell,
+    ours_where,
     paper_table,
     provenance,
     summary_of,
@@ -55,7 +56,7 @@ def build(ctx: Context):
         n = df["seed"].nunique()
         for sel, name in ((ON, "with instruction tuning"), (OFF, "without")):
             rows.append(
-                [f"{name} — ours, {grid.scale} world, {n} seeds"]
+                [f"{name} — ours, {ours_where(grid)}, {n} seeds"]
                 + ["–"] * 5
                 + [ours_cell(summary, label[sel], ev, "all", s) for ev, _, s in OURS]
             )

@@ -8,6 +8,7 @@ from paper_figures.common import (
     comparison_cell,
     fmt,
     ours_cell,
+    ours_where,
     paper_table,
     provenance,
     summary_of,
@@ -46,7 +47,7 @@ def build(ctx: Context):
             lab = labels[sel]
             rows.append(
                 [
-                    f"{name} — ours, {grid.scale} world, {n} seeds",
+                    f"{name} — ours, {ours_where(grid)}, {n} seeds",
                     ours_cell(summary, lab, "relativesize"),
                     ours_cell(summary, lab, "memorycolor"),
                     ours_cell(summary, lab, "colorterms"),

@@ -12,6 +12,8 @@ from toolkit.config import ConfigError, from_dict
 from toolkit.model import ModelConfig, load_model, preset_config, save_model
 from toolkit.registry import UnknownNameError
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_kosmos_1_3b_summary_matches_the_paper():
     result = CliRunner().invoke(main, ["model", "summary", "--preset", "kosmos-1.3b", "--json"])
@@ -124,9 +126,8 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
 
     # Killed once the first cell is done, a rerun must keep it (same bytes) and finish the rest.
     cmd = [sys.executable, "-m", "toolkit.cli", "reproduce", "--scale", "smoke", "--out", str(tmp_path)]
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        cmd, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline, first = time.time() + 600, None
     while time.time() < deadline and first is None:
@@ -150,7 +151,35 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
     assert abs(summary["init_loss"] - summary["uniform_loss"]) < 1.0  # tied embeddings: near log(vocab) at init
     paper = tmp_path / "paper"
     md = (paper / "table16_visual_commonsense.md").read_text()
-    assert "MLLM — ours, tiny world, 1 seeds" in md and "| Kosmos-1 − LLM — paper | +1.5 | +14.7 | +9.7 |" in md
+    assert "MLLM — ours, smoke scale, 1 seeds" in md and "| Kosmos-1 − LLM — paper | +1.5 | +14.7 | +9.7 |" in md
+    # The grid files name the scale, so the grid commands read the main job's results directly.
+    table = CliRunner().invoke(
+        main,
+        [
+            "grid",
+            "table",
+            str(ROOT / "experiments" / "paper" / "visual-commonsense.yaml"),
+            "--scale",
+            "smoke",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
+    assert table.exit_code == 0 and "(no finished cells)" not in table.output, table.output
+    assert "world-colour" in table.output and "name=mllm - name=llm on world-colour" in table.output
+    status = CliRunner().invoke(
+        main,
+        [
+            "grid",
+            "status",
+            str(ROOT / "experiments" / "paper" / "language-tasks.yaml"),
+            "--scale",
+            "smoke",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
+    assert status.exit_code == 0 and status.output.count("done") == 2, status.output
     assert "with − without — ours" in (paper / "table14_instruction_tuning.md").read_text()
     for name in TABLES:  # every table has our rows from its grid, next to the paper's
         text = (paper / f"{name}.md").read_text()

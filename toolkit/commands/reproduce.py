@@ -27,17 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass(frozen=True)
 class Scale:
     model: str  # model preset of the sanity check
-    world: str  # world preset
-    steps_factor: float  # multiplies every stage's steps (and warmup) of the paper grids
-    seeds: tuple[int, ...]
-    eval_limit: int | None
+    world: str  # world preset (built with seed 0 into OUT/world)
+    grid_scale: str  # the scale of every paper grid (`scales:` in experiments/paper/<grid>.yaml)
     grids: tuple[str, ...]  # experiments/paper/<name>.yaml, in order
     analysis_limit: int  # VQA prompts for the attention study
     probe_attributes: tuple[str, ...]  # attributes probed layer by layer
-    grid_settings: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # per grid: GridSpec fields to set
-
-    def settings(self, grid: str) -> dict:
-        return dict(dict(self.grid_settings).get(grid, ()))
 
 
 # Grids whose cells train the same model share one run (toolkit.grid.run), so the seven grids train
@@ -51,29 +45,22 @@ PAPER_GRIDS = (
     "descriptions",
     "classification",
 )
-FEW_SHOT = (("shots", (0, 2, 4)), ("trials", 1), ("ablations", ("none", "text", "shuffle", "blank")))
 SCALES = {
     "smoke": Scale(
-        "tiny",
-        "tiny",
-        0.003,
-        (0,),
-        8,
-        PAPER_GRIDS,
-        2,
-        ("colour",),
-        (("few-shot", FEW_SHOT + (("eval_limit", 4),)), ("language-tasks", (("shots", (0, 1)),))),
+        model="tiny",
+        world="tiny",
+        grid_scale="smoke",
+        grids=PAPER_GRIDS,
+        analysis_limit=2,
+        probe_attributes=("colour",),
     ),
     "tiny": Scale(
-        "tiny",
-        "tiny",
-        0.3,
-        (0, 1),
-        127,
-        PAPER_GRIDS,
-        8,
-        ("colour", "size", "shape"),
-        (("few-shot", FEW_SHOT + (("eval_limit", 48),)),),
+        model="tiny",
+        world="tiny",
+        grid_scale="reproduce",
+        grids=PAPER_GRIDS,
+        analysis_limit=8,
+        probe_attributes=("colour", "size", "shape"),
     ),
 }
 
@@ -125,23 +112,15 @@ def world_stage(scale: Scale, out: Path) -> str:
 
 
 def scaled_grid(name: str, scale: Scale, out: Path):
-    """A paper grid at this scale: the reproduce world, fewer steps, the scale's seeds and eval limit."""
+    """A paper grid at the scale's grid scale (its budget, seeds and evaluation settings are in the
+    grid file), reading the world of OUT/world. A cell's id does not depend on where its world lives,
+    so `xmt grid table|status experiments/paper/<grid>.yaml --scale <grid scale> --results OUT/results`
+    read these results."""
     from toolkit.grid.spec import load_grid
-    from toolkit.train.config import read_run_yaml
 
-    grid = load_grid(ROOT / "experiments" / "paper" / f"{name}.yaml")
-    base = read_run_yaml((grid.path.parent / grid.spec.base).resolve())
-    overrides = dict(grid.spec.overrides)
-    overrides["data.world"] = str(out / "world")
-    overrides["logging.progress"] = False
-    for i, stage in enumerate(base.get("stages", [])):
-        overrides[f"stages.{i}.steps"] = max(2, round(stage.get("steps", 1000) * scale.steps_factor))
-        overrides[f"stages.{i}.warmup"] = max(1, round(stage.get("warmup", 375) * scale.steps_factor))
-    overrides["checkpoint.every"] = 10_000
-    settings = {"eval_limit": scale.eval_limit, **scale.settings(name)}
-    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}
-    spec = dataclasses.replace(grid.spec, overrides=overrides, seeds=list(scale.seeds), **settings)
-    return dataclasses.replace(grid, spec=spec)
+    grid = load_grid(ROOT / "experiments" / "paper" / f"{name}.yaml", scale.grid_scale)
+    overrides = {**grid.spec.overrides, "data.world": str(out / "world")}
+    return dataclasses.replace(grid, spec=dataclasses.replace(grid.spec, overrides=overrides))
 
 
 def grids_stage(scale: Scale, out: Path) -> str:
@@ -163,10 +142,11 @@ def analysis_stage(scale: Scale, out: Path) -> str:
     """Probing and attention on the first multimodal run of the visual-commonsense grid."""
     from analysis.attention import run_attention
     from analysis.probing import run_probing
+    from toolkit.grid.run import results_dir
 
     grid = scaled_grid("visual-commonsense", scale, out)
     cell = next(c for c in grid.cells() if c.config.model.vision.enabled)
-    run = out / "results" / grid.name / cell.id / "run"
+    run = results_dir(grid, out / "results") / cell.id / "run"
     done = out / "analysis" / "done.json"
     if done.is_file() and json.loads(done.read_text()).get("cell") == cell.id:
         return f"reusing {out / 'analysis'} (cell {cell.id})"
@@ -180,11 +160,7 @@ def paper_stage(scale: Scale, out: Path) -> str:
     from paper_figures.build import build_all
 
     paths = build_all(
-        out / "results",
-        out / "paper",
-        echo=lambda s: None,
-        loader=lambda name: scaled_grid(name, scale, out),
-        analysis=out / "analysis",
+        out / "results", out / "paper", scale=scale.grid_scale, echo=lambda s: None, analysis=out / "analysis"
     )
     return f"{len(paths)} files -> {out / 'paper'}"
 

@@ -31,9 +31,8 @@ from pathlib import Path
 import yaml
 
 from toolkit.config import to_dict
-from toolkit.data.mixture import ORDER_VERSION
 from toolkit.files import write_atomic
-from toolkit.grid.spec import Cell, Grid
+from toolkit.grid.spec import Cell, Grid, identity_dict
 from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -55,12 +54,11 @@ def _write_status(cell_dir: Path, status: dict) -> None:
 
 
 def training_key(cfg) -> str:
-    """Hash of what determines a run's weights: the config without name, logging and threads, and
-    the version of the rule that orders the data streams."""
-    d = to_dict(cfg)
+    """Hash of what determines a run's weights: its identity (toolkit.grid.spec.identity_dict) without
+    name, logging and threads."""
+    d = identity_dict(cfg)
     for key in ("name", "logging", "threads"):
         d.pop(key, None)
-    d["data_order"] = ORDER_VERSION
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -17,13 +17,17 @@ A grid file (YAML) says what it answers and how:
     compare: [[name=mllm, name=llm]]     # arm pairs for paired statistics (key=value selectors)
 
 A cell is one run config (base + overrides + one value per axis + a seed); its id is a hash of the
-resolved config and of the version of the rule that orders the data streams
-(`toolkit.data.mixture.ORDER_VERSION`), so the same settings always land in the same directory and
-finished work is reused, and results trained on data in another order are never mixed in.
+resolved config (the world by its identity, not its location) and of the version of the rule that
+orders the data streams (`toolkit.data.mixture.ORDER_VERSION`), so the same settings always land in
+the same directory and finished work is reused, and results trained on data in another order are
+never mixed in. A scale (`--scale NAME`, one of `scales:`) is the same grid at another budget or
+with other data: another base, overrides, a factor on every stage's steps, other seeds, tasks,
+shots or evaluation limits; `tiny` is the grid as written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,6 +39,7 @@ from typing import Any
 from toolkit.config import ConfigError, deep_update, from_dict, read_yaml, to_dict
 from toolkit.data.mixture import ORDER_VERSION
 from toolkit.train.config import RunConfig, read_run_yaml, run_config_from_dict
+from toolkit.world.build import world_identity
 
 
 @dataclass
@@ -45,6 +50,12 @@ class ScaleConfig:
     axes: dict[str, list] | None = None  # replace the grid's axes at this scale
     zip: list[dict[str, list]] | None = None  # replace the grid's zipped axes at this scale
     tasks: list[str] | None = None  # replace the grid's tasks at this scale (real benchmarks, say)
+    steps_factor: float | None = None  # multiply every stage's steps and warmup of the base (at least 2 and 1)
+    seeds: list[int] | None = None  # replace the grid's training seeds at this scale
+    shots: list[int] | None = None  # ... its numbers of demonstrations
+    ablations: list[str] | None = None  # ... its few-shot demo controls
+    trials: int | None = None  # ... its demo redraws
+    eval_limit: int | None = None  # ... its examples per task
 
 
 @dataclass
@@ -128,7 +139,13 @@ class Grid:
             base = scale.base or base
             overrides = {**overrides, **scale.overrides}
         base_path = (self.path.parent / base).resolve()
-        return deep_update(read_run_yaml(base_path), _nested(overrides))
+        resolved = read_run_yaml(base_path)
+        factor = self._scale().steps_factor
+        if factor is not None:  # a smaller (or larger) budget for every stage of the base
+            for i, stage in enumerate(resolved.get("stages", [])):
+                overrides.setdefault(f"stages.{i}.steps", max(2, round(stage.get("steps", 1000) * factor)))
+                overrides.setdefault(f"stages.{i}.warmup", max(1, round(stage.get("warmup", 375) * factor)))
+        return deep_update(resolved, _nested(overrides))
 
     def _scale(self) -> ScaleConfig:
         return self.spec.scales.get(self.scale, ScaleConfig()) if self.scale != "tiny" else ScaleConfig()
@@ -154,13 +171,24 @@ class Grid:
             for seed in spec.seeds:
                 overrides = {**arm_overrides, "seed": seed}
                 cfg = run_config_from_dict(deep_update(base, _nested(overrides)))
-                resolved = to_dict(cfg)
+                resolved = identity_dict(cfg)
                 arm = _hash({k: v for k, v in resolved.items() if k != "seed"})
-                out.append(Cell(_hash({**resolved, "data_order": ORDER_VERSION}), arm, seed, overrides, cfg))
+                out.append(Cell(_hash(resolved), arm, seed, overrides, cfg))
         ids = [c.id for c in out]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{self.path}: two cells resolve to the same run config; check the axes")
         return out
+
+
+def identity_dict(cfg: RunConfig) -> dict[str, Any]:
+    """What a run's results depend on: its resolved config with the world's location replaced by the
+    world's identity (toolkit.world.build.world_identity), and the version of the rule that orders
+    the data streams. Cell ids and training keys hash it."""
+    d = to_dict(cfg)
+    data = cfg.data
+    d["data"]["world"] = world_identity(data.world, data.world_preset, data.world_seed, data.world_overrides)
+    d["data_order"] = ORDER_VERSION
+    return d
 
 
 def select_arm(cells: list[Cell], selector: str) -> str:
@@ -184,5 +212,10 @@ def load_grid(path: str | os.PathLike, scale: str = "tiny") -> Grid:
     path = Path(path)
     data = read_yaml(path)
     spec = from_dict(GridSpec, data, prefix="grid")
-    grid = Grid(path, path.name.removesuffix(".yaml").removesuffix(".yml"), spec, scale)
-    return grid
+    if scale != "tiny":
+        if scale not in spec.scales:
+            raise ConfigError(f"{path}: no scale '{scale}'; available: tiny, {', '.join(spec.scales)}")
+        chosen = spec.scales[scale]
+        settings = ("seeds", "shots", "ablations", "trials", "eval_limit")
+        spec = dataclasses.replace(spec, **{k: getattr(chosen, k) for k in settings if getattr(chosen, k) is not None})
+    return Grid(path, path.name.removesuffix(".yaml").removesuffix(".yml"), spec, scale)

@@ -214,3 +214,18 @@ def ensure_world(
             return
         echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
         build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
+
+
+def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overrides: dict | None = None) -> str | None:
+    """What a run's world is, independent of where it lives: a digest of the world seed and the full
+    world config, read from the built world's world.json when it exists, else from the preset and
+    overrides it would be built from (the two agree for a world built from them). None: no world."""
+    if not path:
+        return None
+    built = Path(path, "world.json")
+    if built.is_file():
+        world = json.loads(built.read_text())
+        seed, config = world["seed"], world["config"]
+    else:
+        config = to_dict(world_config(preset, overrides or None))
+    return hashlib.sha1(json.dumps({"seed": seed, "config": config}, sort_keys=True).encode()).hexdigest()[:16]
