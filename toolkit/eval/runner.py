@@ -166,16 +166,9 @@ def evaluate(
     loaded = load_checkpoint(path, device, batch_size, world)
     out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"
     out_dir.mkdir(parents=True, exist_ok=True)
-    image_size = loaded.adapter.transform.size if loaded.adapter.transform else 32
     results = []
     for spec in specs:
-        source = (data or {}).get(spec.name, spec.source)
-        if "{world}" in source:
-            if not loaded.world:
-                raise FileNotFoundError(
-                    f"task {spec.name} reads {source} but the run has no data.world; pass --data {spec.name}=PATH"
-                )
-            source = source.replace("{world}", loaded.world)
+        source = _source(spec, loaded, data)
         skips = SkipLog()
         examples = LOADERS.get(spec.loader)(source, skips)[:limit]
         if loaded.adapter.transform is None and any(ex.images for ex in examples):
@@ -186,8 +179,6 @@ def evaluate(
                 echo(f"{cell_name(spec.name, k, 'none')}: skipped, {spec.name} has no few-shot form")
                 continue
             for ablation in ablations if k > 0 else ("none",):
-                name = cell_name(spec.name, k, ablation)
-                n_trials = trials if k > 0 else 1
                 key = {
                     "checkpoint": str(loaded.checkpoint.resolve()),
                     "step": loaded.step,
@@ -195,45 +186,71 @@ def evaluate(
                     "source": source,
                     "shots": k,
                     "ablation": ablation,
-                    "trials": n_trials,
+                    "trials": trials if k > 0 else 1,
                     "limit": limit,
                     "seed": seed,
                 }
-                digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-                result_path = out_dir / f"{name}.json"
-                if result_path.is_file() and json.loads(result_path.read_text()).get("key_hash") == digest:
-                    echo(f"{name}: done already, skipped")
-                    results.append(json.loads(result_path.read_text()))
-                    continue
-                per_trial, trial_predictions, all_samples = [], [], []
-                for trial in range(n_trials):
-                    scores, samples, predictions = run_cell(
-                        loaded.adapter, spec, examples, k, ablation, seed * 1000 + trial, image_size
-                    )
-                    per_trial.append(scores)
-                    trial_predictions.append(predictions)
-                    all_samples += [{**s, "trial": trial} for s in samples]
-                record = {
-                    "task": spec.name,
-                    "family": spec.family,
-                    "cell": name,
-                    "metric": spec.metric,
-                    "n": len(examples),
-                    "shots": k,
-                    "ablation": ablation,
-                    **_summary(spec, per_trial, trial_predictions, examples, seed),
-                    "skipped_records": skips.summary(),
-                    "key_hash": digest,
-                    "checkpoint": key["checkpoint"],
-                    "step": loaded.step,
-                    "seed": seed,
-                    "config": key,
-                }
-                write_atomic(out_dir / f"{name}.samples.jsonl", "".join(json.dumps(s) + "\n" for s in all_samples))
-                write_atomic(result_path, json.dumps(record, indent=1) + "\n")
-                echo(
-                    f"{name}: {spec.metric} {record['value']:.4f} [{record['ci95'][0]:.4f}, {record['ci95'][1]:.4f}] n={len(examples)}"
-                    + "".join(f" {g}={v['value']:.3f}" for g, v in record["groups"].items())
-                )
-                results.append(record)
+                results.append(_evaluate_cell(loaded, spec, examples, key, skips, out_dir, echo))
     return results
+
+
+def _source(spec: TaskSpec, loaded: Loaded, data: dict[str, str] | None) -> str:
+    """Where a task's data is read: `--data TASK=PATH`, else its default, with {world} filled in."""
+    source = (data or {}).get(spec.name, spec.source)
+    if "{world}" in source:
+        if not loaded.world:
+            raise FileNotFoundError(
+                f"task {spec.name} reads {source} but the run has no data.world; pass --data {spec.name}=PATH"
+            )
+        source = source.replace("{world}", loaded.world)
+    return source
+
+
+def _evaluate_cell(
+    loaded: Loaded,
+    spec: TaskSpec,
+    examples: list[Example],
+    key: dict,
+    skips: SkipLog,
+    out_dir: Path,
+    echo: Callable[[str], None],
+) -> dict:
+    """One cell (task, shots, ablation) over its trials, written as `<cell>.json` and
+    `<cell>.samples.jsonl`; a finished cell with the same settings (`key`) is read back instead."""
+    name = cell_name(spec.name, key["shots"], key["ablation"])
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    result_path = out_dir / f"{name}.json"
+    if result_path.is_file() and json.loads(result_path.read_text()).get("key_hash") == digest:
+        echo(f"{name}: done already, skipped")
+        return json.loads(result_path.read_text())
+    image_size = loaded.adapter.transform.size if loaded.adapter.transform else 32
+    seed, per_trial, trial_predictions, all_samples = key["seed"], [], [], []
+    for trial in range(key["trials"]):
+        scores, samples, predictions = run_cell(
+            loaded.adapter, spec, examples, key["shots"], key["ablation"], seed * 1000 + trial, image_size
+        )
+        per_trial.append(scores)
+        trial_predictions.append(predictions)
+        all_samples += [{**s, "trial": trial} for s in samples]
+    record = {
+        "task": spec.name,
+        "family": spec.family,
+        "cell": name,
+        "metric": spec.metric,
+        "n": len(examples),
+        "shots": key["shots"],
+        "ablation": key["ablation"],
+        **_summary(spec, per_trial, trial_predictions, examples, seed),
+        "skipped_records": skips.summary(),
+        "key_hash": digest,
+        "checkpoint": key["checkpoint"],
+        "step": loaded.step,
+        "seed": seed,
+        "config": key,
+    }
+    write_atomic(out_dir / f"{name}.samples.jsonl", "".join(json.dumps(s) + "\n" for s in all_samples))
+    write_atomic(result_path, json.dumps(record, indent=1) + "\n")
+    ci = record["ci95"]
+    groups = "".join(f" {g}={v['value']:.3f}" for g, v in record["groups"].items())
+    echo(f"{name}: {spec.metric} {record['value']:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] n={len(examples)}{groups}")
+    return record

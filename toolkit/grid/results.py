@@ -143,8 +143,9 @@ class ArmComparison:
         return self.comparison.describe(self.a, self.b, where)
 
 
-def compare_grid(grid: Grid, results: str | os.PathLike | None = None,
-                 evals: list[tuple[str, str | None]] | None = None) -> list[ArmComparison]:  # fmt: skip
+def compare_grid(
+    grid: Grid, results: str | os.PathLike | None = None, evals: list[tuple[str, str | None]] | None = None
+) -> list[ArmComparison]:
     """Every `compare` pair of the grid on `evals` ((eval cell, group or None) pairs; by default every
     eval cell with stored results whose metric is compared per example, whole and per group)."""
     if evals is None:
