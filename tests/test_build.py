@@ -147,6 +147,21 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
     for stage in ("model check", "world build", "paper grids", "analysis", "paper tables and figures"):
         assert f"] {stage}" in result.output
     assert "time by stage:" in result.output and "headline effects" in result.output
+    run_summary = json.loads((tmp_path / "paper" / "summary.json").read_text())
+    assert run_summary["n_seeds"] == 1 and run_summary["scale"] == "smoke"
+    assert set(run_summary["stages_seconds"]) == {
+        "model check",
+        "world build",
+        "paper grids (train + eval)",
+        "analysis",
+        "paper tables and figures",
+    }
+    gates = run_summary["gates"]
+    assert len(gates) == 5 and all(set(g) == {"name", "value", "threshold", "pass", "seeds"} for g in gates)
+    assert all(g["value"] is not None and g["seeds"] == 1 for g in gates)  # every gate's results were stored
+    assert all(g["pass"] == (g["value"] >= g["threshold"]) for g in gates)
+    assert "learnability gates" in result.output and run_summary["headline"]
+    assert {"effect", "ci95", "p_value"} <= set(run_summary["headline"][0])
     summary = json.loads((tmp_path / "model_summary.json").read_text())
     assert abs(summary["init_loss"] - summary["uniform_loss"]) < 1.0  # tied embeddings: near log(vocab) at init
     paper = tmp_path / "paper"

@@ -229,3 +229,25 @@ def test_local_pool_runs_cells_in_parallel_processes(tmp_path, small_world):
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "res" / "grid").glob("*/status.json")]
     assert len(statuses) == 2 and {s["state"] for s in statuses} == {"done"}
     assert len({s["pid"] for s in statuses}) == 2 and os.getpid() not in {s["pid"] for s in statuses}
+
+
+def test_progress_reports_finished_cells_with_time_left_and_the_running_cells_steps(tmp_path, small_world):
+    from toolkit.grid.run import Progress
+
+    grid = load_grid(_grid_file(tmp_path, small_world, steps=40))
+    cells = grid.cells()
+    out = tmp_path / "res"
+    running = out / cells[1].id
+    (running / "run").mkdir(parents=True)
+    (running / "status.json").write_text(json.dumps({"state": "running"}))
+    (running / "run" / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')
+    lines = []
+    progress = Progress(cells, out, lines.append, heartbeat=0.05)
+    time.sleep(0.3)
+    progress.finished(cells[0], "done")
+    progress.close()
+    beats = [line for line in lines if line.startswith("  running")]
+    assert beats and all(f"{cells[1].id}" in b and "step 20/40" in b for b in beats)
+    done = [line for line in lines if line.startswith("[1/2]")]
+    assert len(done) == 1 and f"{cells[0].id}" in done[0] and ": done (" in done[0] and "s left)" in done[0]
+    assert progress.running() == [f"{cells[1].id} {cells[1].label} seed={cells[1].seed}: step 20/40"]

@@ -330,6 +330,32 @@ def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
     return Path(out) if out else Path(run_dir) / "analysis" / kind
 
 
+@analyze.command("learnability")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/learnability)."
+)
+def analyze_learnability(run_dir: str, out: str | None) -> None:
+    """What the run has learned of each fact family through each channel (experiments/learnability.yaml),
+    from its evaluation results; with evaluations during training (eval.every), one column per step."""
+    from toolkit.files import atomic_path
+    from toolkit.grid.learnability import run_report
+
+    df = run_report(run_dir)
+    if df.empty:
+        raise click.ClickException(
+            f"{run_dir}: no results of the learnability tasks; evaluate them first "
+            "(xmt eval RUN_DIR --tasks world, or eval.every during training)"
+        )
+    target = _analysis_out(run_dir, out, "learnability")
+    target.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target / "learnability.csv", ".csv") as tmp:
+        df.to_csv(tmp, index=False)
+    table = df.pivot_table(index=["family", "channel", "group"], columns="step", values="value", sort=False)
+    click.echo(table.round(3).to_string())
+    click.echo(f"-> {target / 'learnability.csv'}")
+
+
 @analyze.command("probe")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/probe).")

@@ -65,7 +65,7 @@ SCALES = {
 }
 
 
-def model_check(scale: Scale, out: Path) -> str:
+def model_check(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     """Build the preset, run one forward/backward on an interleaved batch, record the summary."""
     from toolkit.data.format import IMAGE, build_sequence, collate
     from toolkit.model.build import build_model
@@ -96,7 +96,7 @@ def model_check(scale: Scale, out: Path) -> str:
     )
 
 
-def world_stage(scale: Scale, out: Path) -> str:
+def world_stage(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     """Build the world into OUT/world (kept and reused when already complete)."""
     from toolkit.world.build import build_world
     from toolkit.world.config import world_config
@@ -123,12 +123,14 @@ def scaled_grid(name: str, scale: Scale, out: Path):
     return dataclasses.replace(grid, spec=dataclasses.replace(grid.spec, overrides=overrides))
 
 
-def grids_stage(scale: Scale, out: Path) -> str:
+def grids_stage(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     from toolkit.grid.run import run_grid
 
     done = failed = 0
     for name in scale.grids:
-        states = run_grid(scaled_grid(name, scale, out), out / "results", echo=lambda s: None)
+        states = run_grid(
+            scaled_grid(name, scale, out), out / "results", echo=lambda line, name=name: echo(f"  {name} {line}")
+        )
         done += sum(s == "done" for s in states.values())
         failed += sum(s == "failed" for s in states.values())
     if failed:
@@ -138,7 +140,7 @@ def grids_stage(scale: Scale, out: Path) -> str:
     return f"{done} cells trained and evaluated ({', '.join(scale.grids)})"
 
 
-def analysis_stage(scale: Scale, out: Path) -> str:
+def analysis_stage(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     """Probing and attention on the first multimodal run of the visual-commonsense grid."""
     from analysis.attention import run_attention
     from analysis.probing import run_probing
@@ -156,7 +158,7 @@ def analysis_stage(scale: Scale, out: Path) -> str:
     return f"probing and attention of cell {cell.id} -> {out / 'analysis'}"
 
 
-def paper_stage(scale: Scale, out: Path) -> str:
+def paper_stage(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     from paper_figures.build import build_all
 
     paths = build_all(
@@ -165,7 +167,7 @@ def paper_stage(scale: Scale, out: Path) -> str:
     return f"{len(paths)} files -> {out / 'paper'}"
 
 
-STAGES: list[tuple[str, Callable[[Scale, Path], str]]] = [
+STAGES: list[tuple[str, Callable[[Scale, Path, Callable[[str], None]], str]]] = [
     ("model check", model_check),
     ("world build", world_stage),
     ("paper grids (train + eval)", grids_stage),
@@ -174,22 +176,63 @@ STAGES: list[tuple[str, Callable[[Scale, Path], str]]] = [
 ]
 
 
-def headline(scale: Scale, out: Path) -> list[str]:
-    """The paired comparisons of the visual-commonsense and instruction-tuning grids."""
+HEADLINE = (
+    ("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
+    ("instruction-tuning", [("world-vqa", None), ("world-raven", None)]),
+)
+
+
+def headline(scale: Scale, out: Path) -> list:
+    """The paired comparisons of the visual-commonsense and instruction-tuning grids that were run."""
     from toolkit.grid.results import compare_grid
 
-    lines = []
-    for name, evals in (
-        ("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
-        ("instruction-tuning", [("world-vqa", None), ("world-raven", None)]),
-    ):
-        comparisons = compare_grid(scaled_grid(name, scale, out), out / "results", evals)
-        lines += [c.describe() for c in comparisons if c.comparison is not None]  # the others did not run (yet)
-    return lines
+    comparisons = []
+    for name, evals in HEADLINE:
+        found = compare_grid(scaled_grid(name, scale, out), out / "results", evals)
+        comparisons += [c for c in found if c.comparison is not None]  # the others did not run (yet)
+    return comparisons
+
+
+def write_summary(scale: Scale, out: Path, times: list[tuple[str, float]], effects: list, gates: list[dict]) -> Path:
+    """OUT/paper/summary.json: the gates, the headline effects with their CIs, seeds and stage times."""
+    from paper_figures.common import git_commit
+
+    seeds = sorted({seed for name in scale.grids for seed in scaled_grid(name, scale, out).spec.seeds})
+    summary = {
+        "scale": scale.grid_scale,
+        "commit": git_commit(),
+        "n_seeds": len(seeds),
+        "seeds": seeds,
+        "stages_seconds": {name: round(t, 1) for name, t in times},
+        "total_seconds": round(sum(t for _, t in times), 1),
+        "gates": gates,
+        "gates_pass": all(g["pass"] for g in gates),
+        "headline": [
+            {
+                "comparison": f"{c.a} - {c.b}",
+                "task": c.eval,
+                "group": c.group or "all",
+                "effect": round(c.comparison.effect, 4),
+                "ci95": [round(v, 4) for v in c.comparison.ci95],
+                "p_value": round(c.comparison.p_value, 4),
+                "effect_size": None
+                if c.comparison.effect_size != c.comparison.effect_size
+                else round(c.comparison.effect_size, 3),
+                "seeds": c.comparison.n_seeds,
+                "examples": c.comparison.n_examples,
+            }
+            for c in effects
+        ],
+    }
+    (out / "paper").mkdir(parents=True, exist_ok=True)
+    return write_atomic(out / "paper" / "summary.json", json.dumps(summary, indent=1) + "\n")
 
 
 def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> bool:
-    """Run every stage in order; returns True when all passed. Prints the time of each stage."""
+    """Run every stage in order; returns True when all passed. Prints the time of each stage, then
+    the learnability gates and the headline effects, and writes them to OUT/paper/summary.json."""
+    from toolkit.grid.learnability import format_gates, gate_results, load_learnability
+
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
     s, out_dir = SCALES[scale], Path(out)
@@ -197,7 +240,7 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> 
     for i, (name, fn) in enumerate(STAGES, 1):
         start = time.perf_counter()
         try:
-            message = fn(s, out_dir)
+            message = fn(s, out_dir, echo)
         except Exception as err:  # a failed stage is reported; later stages would read its missing output
             ok = False
             echo(f"[{i}/{len(STAGES)}] {name}: FAILED: {err}")
@@ -212,6 +255,13 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> 
             p for p in out_dir.rglob("*") if p.is_file() and p.parent.name in ("paper", "probe", "attention")
         )
         echo("artifacts:\n" + "\n".join(f"  {p}" for p in artifacts))
+        spec = load_learnability()
+        grids = {g.grid: scaled_grid(g.grid, s, out_dir) for g in spec.gates}
+        gates = gate_results(grids, out_dir / "results", spec)
+        verdict = "all pass" if all(g["pass"] for g in gates) else "NOT ALL PASS: the models have not learned the world"
+        echo(f"learnability gates ({verdict}; means over seeds):\n" + format_gates(gates))
         effects = headline(s, out_dir)
-        echo("headline effects (paired over seeds and examples, crossed):\n" + "\n".join(f"  {e}" for e in effects))
+        lines = [c.describe() for c in effects]
+        echo("headline effects (paired over seeds and examples, crossed):\n" + "\n".join(f"  {e}" for e in lines))
+        echo(f"summary -> {write_summary(s, out_dir, times, effects, gates)}")
     return ok

@@ -29,6 +29,13 @@ class Example:
     answers: list[str] | None = None  # VQA human answers / caption references
     meta: dict = field(default_factory=dict)  # grouping labels (e.g. grounded) and extra gold data
 
+    @property
+    def groups(self) -> list[str]:
+        """The groups results are split by: `group` (e.g. vision_only), `type` (e.g. colour, the kind
+        of question) and their cross (colour/vision_only)."""
+        group, kind = self.meta.get("group"), self.meta.get("type")
+        return [g for g in (group, kind) if g] + ([f"{kind}/{group}"] if group and kind else [])
+
     def image(self, i: int) -> Image.Image:
         item = self.images[i]
         return item if isinstance(item, Image.Image) else Image.open(item).convert("RGB")

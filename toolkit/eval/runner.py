@@ -94,26 +94,17 @@ def run_cell(
 
 
 def _sample(p: Prediction, score: float) -> dict:
-    """The record of one example in `<cell>.samples.jsonl`."""
+    """The record of one example in `<cell>.samples.jsonl` (`groups` when it is in more than its group)."""
     ex = p.example
+    record = {"id": ex.id, "prompt": p.prompt, "prediction": p.output}
     if p.candidates is None:
-        return {
-            "id": ex.id,
-            "prompt": p.prompt,
-            "prediction": p.output,
-            "gold": ex.answers or ex.target,
-            "score": score,
-            "group": ex.meta.get("group"),
-        }
-    return {
-        "id": ex.id,
-        "prompt": p.prompt,
-        "prediction": p.output,
-        "gold": ex.target,
-        "score": score,
-        "candidates": {c: round(v, 4) for c, v in p.candidates.items()},
-        "group": ex.meta.get("group"),
-    }
+        record.update(gold=ex.answers or ex.target, score=score)
+    else:
+        record.update(gold=ex.target, score=score, candidates={c: round(v, 4) for c, v in p.candidates.items()})
+    record["group"] = ex.meta.get("group")
+    if len(ex.groups) > 1:
+        record["groups"] = ex.groups
+    return record
 
 
 def cell_name(task: str, shots: int, ablation: str) -> str:
@@ -132,8 +123,8 @@ def _summary(
     values = [metric.trial_value(spec, preds, scores) for preds, scores in zip(trials, per_trial)]
     groups: dict[str, list[float]] = defaultdict(list)
     for ex, value in zip(examples, stacked):
-        if ex.meta.get("group"):
-            groups[ex.meta["group"]].append(float(value))
+        for group in ex.groups:
+            groups[group].append(float(value))
     out = {
         "value": float(np.mean(values)),
         "ci95": list(metric.ci95(spec, trials, stacked, seed)),

@@ -87,7 +87,7 @@ def example_scores(
     scores: dict[str, list[float]] = {}
     for line in path.read_text().splitlines():
         s = json.loads(line)
-        if group is None or s.get("group") == group:
+        if group is None or s.get("group") == group or group in s.get("groups", ()):
             scores.setdefault(str(s["id"]), []).append(float(s["score"]))
     return {k: float(np.mean(v)) for k, v in scores.items()}
 

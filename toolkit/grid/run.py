@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -186,8 +187,10 @@ def run_grid(
     retry_failed: bool = False,
     echo: Callable[[str], None] = print,
     slurm: dict | None = None,
+    heartbeat: float = 60.0,
 ) -> dict[str, str]:
-    """Run every cell that is not done (failed ones only with retry_failed); returns cell id -> state."""
+    """Run every cell that is not done (failed ones only with retry_failed); returns cell id -> state.
+    Progress goes to `echo`: each finished cell, and the training cells' steps every `heartbeat` s."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
     out = results_dir(grid, results)
@@ -217,17 +220,15 @@ def run_grid(
         )
         for c in todo
     ]
-    states: dict[str, str] = {}
+    progress = Progress(todo, out, echo, heartbeat)
     if executor == "local" and jobs <= 1:
         for a, cell in zip(args, todo):
-            states[cell.id] = run_cell(a)["state"]
-            echo(f"{cell.id} {cell.label} seed={cell.seed}: {states[cell.id]}")
+            progress.finished(cell, run_cell(a)["state"])
     elif executor == "local":
         # spawn, not fork: a forked torch process can deadlock in its thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for cell, status in zip(todo, pool.map(run_cell, args)):
-                states[cell.id] = status["state"]
-                echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
+                progress.finished(cell, status["state"])
     else:
         import submitit
 
@@ -240,10 +241,58 @@ def run_grid(
             ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60))
         jobs_ = [ex.submit(run_cell, a) for a in args]
         for cell, job in zip(todo, jobs_):
-            status = job.result()
-            states[cell.id] = status["state"]
-            echo(f"{cell.id} {cell.label} seed={cell.seed}: {status['state']}")
+            progress.finished(cell, job.result()["state"])
+    progress.close()
     return {c.id: read_status(out / c.id)["state"] for c in cells}
+
+
+class Progress:
+    """A grid's progress as it runs: each finished cell with the count and an estimate of the time
+    left, and every `heartbeat` seconds the steps of the cells still training (read from their
+    runs' metrics.jsonl; 0 turns it off)."""
+
+    def __init__(self, todo: list[Cell], out: Path, echo: Callable[[str], None], heartbeat: float) -> None:
+        self.todo, self.out, self.echo, self.done = todo, out, echo, 0
+        self.start = time.time()
+        self.stop = threading.Event()
+        self.thread = None
+        if heartbeat > 0 and todo:
+            self.thread = threading.Thread(target=self._beat, args=(heartbeat,), daemon=True)
+            self.thread.start()
+
+    def finished(self, cell: Cell, state: str) -> None:
+        self.done += 1
+        elapsed = time.time() - self.start
+        left = elapsed / self.done * (len(self.todo) - self.done)
+        eta = f"; about {left:.0f} s left" if self.done < len(self.todo) else ""
+        self.echo(
+            f"[{self.done}/{len(self.todo)}] {cell.id} {cell.label} seed={cell.seed}: {state} ({elapsed:.0f} s{eta})"
+        )
+
+    def running(self) -> list[str]:
+        """'cell: step s/total' of every cell whose status is running."""
+        lines = []
+        for cell in self.todo:
+            status = read_status(self.out / cell.id)
+            if status["state"] != "running":
+                continue
+            metrics = self.out / cell.id / "run" / "metrics.jsonl"
+            step = 0
+            if metrics.is_file():
+                last = metrics.read_text().strip().rsplit("\n", 1)[-1]
+                step = json.loads(last)["step"] if last else 0
+            lines.append(f"{cell.id} {cell.label} seed={cell.seed}: step {step}/{cell.config.total_steps}")
+        return lines
+
+    def _beat(self, every: float) -> None:
+        while not self.stop.wait(every):
+            for line in self.running():
+                self.echo(f"  running {line}")
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _write_plan(grid: Grid, cells: list[Cell], out: Path) -> None:
