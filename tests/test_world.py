@@ -220,6 +220,14 @@ def test_eval_sets_cover_every_task_with_held_out_images(world):
     assert {r["grounded"] for r in colour} == {True, False} and all(r["candidates"] == list(COLOURS) for r in colour)
     size = [json.loads(line) for line in (world / "eval" / "visual_commonsense_size.jsonl").read_text().splitlines()]
     assert Counter(r["answer"] for r in size) == {"Yes": 20, "No": 20}
+    # Instruction following in text: the stream's format, answered with the category's text facts.
+    cats = {c["name"]: c for c in json.loads((world / "world.json").read_text())["categories"]}
+    qa = [json.loads(line) for line in (world / "eval" / "text_qa.jsonl").read_text().splitlines()]
+    assert len(qa) == SMALL["eval"].get("text_qa", 200) and {r["type"] for r in qa} == {"kind", "place"}
+    for r in qa:
+        cat = cats[r["category"]]
+        assert r["answer"].endswith(cat["kind"] if r["type"] == "kind" else f"in the {cat['place']}")
+        assert "color" not in r["question"] and "larger" not in r["question"]  # no vision-only fact asked
 
 
 def _value(panel, attr):

@@ -228,6 +228,18 @@ def world_size(path, skips: SkipLog) -> list[Example]:
     )
 
 
+@LOADERS.register("world_text_qa")
+def world_text_qa(path, skips: SkipLog) -> list[Example]:
+    return _world(
+        path,
+        skips,
+        ("id", "question", "answer"),
+        lambda d, r: Example(
+            str(r["id"]), [], {"question": r["question"]}, r["answer"], meta={**_grounded(r), "type": r.get("type", "")}
+        ),
+    )
+
+
 @LOADERS.register("world_language_mc")
 def world_language_mc(path, skips: SkipLog) -> list[Example]:
     return _world(

@@ -172,6 +172,19 @@ register(
 )
 register(
     TaskSpec(
+        "world-text-qa",
+        "instructions",
+        "world_text_qa",
+        "{world}/eval/text_qa.jsonl",
+        "Answer the question.\nQuestion: {question} Answer:",  # the instruction stream's format
+        mode="generate",
+        metric="accuracy",
+        max_new_tokens=6,
+        paper_prompt=False,
+    )
+)
+register(
+    TaskSpec(
         "world-colour",
         "visual_commonsense",
         "world_colour",

@@ -37,6 +37,7 @@ class EvalCounts:
     raven: int = 60
     size_pairs: int = 300  # RelativeSize-style questions (both orders)
     language_mc: int = 200
+    text_qa: int = 200  # generated answers to Question/Answer prompts over text facts (instruction following)
 
 
 @dataclass

@@ -231,6 +231,19 @@ class EvalSets:
                 {},
             )
 
+    def text_qa(self) -> Iterator[Item]:
+        """Instruction following in text: the instruction stream's Question/Answer format, answered by
+        generation, over facts stated in text for every category (kind, place)."""
+        rng = self.rng(9)
+        for i in range(self.cfg.eval.text_qa):
+            cat = self.cats[int(rng.integers(len(self.cats)))]
+            if i % 2:
+                q, a, kind = f"where is the {cat.name} found?", f"in the {cat.place}", "place"
+            else:
+                q, a, kind = f"what kind of thing is the {cat.name}?", f"{article(cat.kind)} {cat.kind}", "kind"
+            rec = {"id": i, "question": q, "answer": a, "type": kind, "category": cat.name, "grounded": cat.grounded}
+            yield rec, {}
+
 
 TASKS = (
     "captioning",
@@ -243,4 +256,5 @@ TASKS = (
     "visual_commonsense_colour",
     "visual_commonsense_size",
     "language_mc",
+    "text_qa",
 )
