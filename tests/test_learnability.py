@@ -96,3 +96,16 @@ def test_gates_are_means_over_seeds_of_the_arms_stored_results(tmp_path):
     llm = gates["LLM, text colour questions about grounded categories"]
     assert llm["value"] == pytest.approx(0.81) and not llm["pass"] and llm["seeds"] == 2
     assert gates["MLLM, text colour questions about grounded categories"]["pass"]
+    # The same results as a report per arm, family, channel and group (xmt grid learnability).
+    from toolkit.grid.learnability import grid_learnability
+
+    rows = grid_learnability(grid, tmp_path / "res").set_index(["arm", "family", "channel", "group"])
+    assert rows.loc[("mllm", "colour", "image", "colour/vision_only"), "value"] == pytest.approx(0.92)
+    assert rows.loc[("mllm", "colour", "image", "colour/vision_only"), "seeds"] == 3
+    assert rows.loc[("llm", "colour", "text", "grounded"), "value"] == pytest.approx(0.81)
+    assert ("llm", "VQA", "image", "all") not in rows.index  # a text-only arm has no image results
+    out = CliRunner().invoke(
+        main,
+        ["grid", "learnability", str(grid.path), "--results", str(tmp_path / "res"), "--out", str(tmp_path / "l.csv")],
+    )
+    assert out.exit_code == 0 and (tmp_path / "l.csv").is_file() and "colour/vision_only" in out.output

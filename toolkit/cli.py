@@ -313,6 +313,28 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
         click.echo(c.describe())
 
 
+@grid.command("learnability")
+@_grid_options
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as CSV to this file.")
+def grid_learnability_command(grid_file: str, scale: str, results: str | None, out: str | None) -> None:
+    """What each arm learned per fact family and channel (experiments/learnability.yaml): means over
+    the training seeds of its stored results."""
+    from toolkit.files import atomic_path
+    from toolkit.grid.learnability import grid_learnability
+    from toolkit.grid.spec import load_grid
+
+    df = grid_learnability(load_grid(grid_file, scale), results)
+    if df.empty:
+        click.echo("(no finished cells with learnability results)")
+        return
+    table = df.pivot_table(index=["family", "channel", "group"], columns="arm", values="value", sort=False)
+    click.echo(table.round(3).to_string())
+    if out:
+        with atomic_path(out, ".csv") as tmp:
+            df.to_csv(tmp, index=False)
+        click.echo(f"-> {out}")
+
+
 @main.group(cls=_Group)
 def analyze() -> None:
     """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures)."""

@@ -89,6 +89,35 @@ def run_report(run_dir: str | os.PathLike, spec: Learnability | None = None) -> 
     return pd.DataFrame(rows, columns=columns).drop_duplicates(["step", "family", "channel", "task", "group"])
 
 
+def grid_learnability(grid: Grid, results: str | os.PathLike | None, spec: Learnability | None = None) -> pd.DataFrame:
+    """One row per (arm, family, channel, group) of a grid's stored results: the mean over training
+    seeds and their number (the arm's label and, when the grid names its arms, its `name`)."""
+    spec = spec or load_learnability()
+    df = collect(grid, results)
+    columns = ["arm", "family", "channel", "task", "group", "value", "seeds"]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    names = {c.label: c.overrides.get("name", c.label) for c in grid.cells()}
+    rows = []
+    for label in sorted(df["label"].unique(), key=list(names).index):
+        for fam in spec.families:
+            for group in fam.groups:
+                sub = df[(df["label"] == label) & (df["eval"] == fam.task) & (df["group"] == group)]
+                if len(sub):
+                    rows.append(
+                        {
+                            "arm": names[label],
+                            "family": fam.family,
+                            "channel": fam.channel,
+                            "task": fam.task,
+                            "group": group,
+                            "value": round(float(sub["value"].mean()), 4),
+                            "seeds": int(sub["seed"].nunique()),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=columns)
+
+
 def gate_results(
     grids: dict[str, Grid], results: str | os.PathLike | None, spec: Learnability | None = None
 ) -> list[dict]:
