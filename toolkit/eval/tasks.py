@@ -219,8 +219,6 @@ WORLD_TASKS = tuple(name for name in TASKS.names() if name.startswith("world-"))
 
 def describe_tasks() -> str:
     """Every registered task: family, scoring, few-shot and the data it reads (for `xmt eval --list`)."""
-    import toolkit.eval.real  # noqa: F401  (registers the real-benchmark tasks)
-
     rows = [("task", "family", "scoring", "few-shot", "data (--data TASK=PATH; {world}: the run's world)")]
     for name in TASKS.names():
         t = TASKS.get(name)
