@@ -72,6 +72,7 @@ def run_dict(world, steps=12, **extra):
         "model": TINY_MODEL,
         "data": {
             "world": str(world),
+            "world_overrides": SMALL_WORLD,  # the settings the small world was built with
             "max_len": 48,
             "streams": [
                 {"name": "text", "kind": "text", "paths": ["{world}/text/*.jsonl"], "batch_size": 4},

@@ -279,3 +279,17 @@ def test_raven_candidates_are_balanced_and_follow_the_rules():
         ("size", "arithmetic"),
         ("type", "distribute_three"),
     } <= set(seen_rules)
+
+
+def test_a_found_world_must_match_the_settings_the_run_names(world):
+    from toolkit.config import ConfigError
+    from toolkit.world.build import ensure_world, world_identity
+
+    ensure_world(world, "tiny", 0, SMALL, echo=lambda s: None)  # built with these: nothing to do
+    with pytest.raises(ConfigError, match=r"built with other settings .* differ in counts.instructions"):
+        ensure_world(world, "tiny", 0, None)
+    with pytest.raises(ConfigError, match=r"differ in world_seed"):
+        ensure_world(world, "tiny", 1, SMALL)
+    # A world is named by what it is: its identity does not depend on where it lives.
+    assert world_identity(world, "tiny", 0, SMALL) == world_identity("/nowhere/yet", "tiny", 0, SMALL)
+    assert world_identity(world, "tiny", 0, SMALL) != world_identity("/nowhere/yet", "tiny", 0, None)

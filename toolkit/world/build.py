@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from toolkit.config import to_dict
+from toolkit.config import ConfigError, to_dict
 from toolkit.data.images import encode_png
 from toolkit.data.shards import ShardWriter
 from toolkit.data.tokenizer import train_tokenizer
@@ -203,17 +203,39 @@ def ensure_world(
     echo: Callable[[str], None] = print,
 ) -> None:
     """Build the world at `path` unless it is there (a run config's data.world, world_preset,
-    world_seed, world_overrides). Processes that ask at the same time (torchrun ranks, parallel grid
-    cells) wait on a lock file beside it: one builds, the others find it built."""
-    if not path or Path(path, "manifest.json").is_file():
+    world_seed, world_overrides), and check that a world found there was built with those settings.
+    Processes that ask at the same time (torchrun ranks, parallel grid cells) wait on a lock file
+    beside it: one builds, the others find it built."""
+    if not path:
         return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(Path(path).with_name(Path(path).name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if Path(path, "manifest.json").is_file():
-            return
-        echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
-        build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
+    if not Path(path, "manifest.json").is_file():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(Path(path).with_name(Path(path).name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not Path(path, "manifest.json").is_file():
+                echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
+                build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
+    built = json.loads(Path(path, "world.json").read_text())
+    wanted = json.loads(json.dumps(to_dict(world_config(preset, overrides or None))))
+    differ = (["world_seed"] if built["seed"] != seed else []) + _differences(built["config"], wanted)
+    if differ:
+        raise ConfigError(
+            f"{path} was built with other settings than data.world_preset='{preset}', data.world_seed={seed} "
+            f"and data.world_overrides say (they differ in {', '.join(differ[:6])}); point data.world to "
+            "another directory, or set those keys to the world's (its world.json)"
+        )
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(prefix + key)
+    return out
 
 
 def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overrides: dict | None = None) -> str | None:
