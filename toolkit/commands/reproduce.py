@@ -215,9 +215,7 @@ def write_summary(scale: Scale, out: Path, times: list[tuple[str, float]], effec
                 "effect": round(c.comparison.effect, 4),
                 "ci95": [round(v, 4) for v in c.comparison.ci95],
                 "p_value": round(c.comparison.p_value, 4),
-                "effect_size": None
-                if c.comparison.effect_size != c.comparison.effect_size
-                else round(c.comparison.effect_size, 3),
+                "effect_size": None if math.isnan(c.comparison.effect_size) else round(c.comparison.effect_size, 3),
                 "seeds": c.comparison.n_seeds,
                 "examples": c.comparison.n_examples,
             }

@@ -89,6 +89,13 @@ def run_report(run_dir: str | os.PathLike, spec: Learnability | None = None) -> 
     return pd.DataFrame(rows, columns=columns).drop_duplicates(["step", "family", "channel", "task", "group"])
 
 
+def _arm_rows(df: pd.DataFrame, label: str, task: str, group: str) -> pd.DataFrame:
+    """One arm's results of one eval cell and group, a row per seed."""
+    if df.empty:
+        return df
+    return df[(df["label"] == label) & (df["eval"] == task) & (df["group"] == group)]
+
+
 def grid_learnability(grid: Grid, results: str | os.PathLike | None, spec: Learnability | None = None) -> pd.DataFrame:
     """One row per (arm, family, channel, group) of a grid's stored results: the mean over training
     seeds and their number (the arm's label and, when the grid names its arms, its `name`)."""
@@ -102,7 +109,7 @@ def grid_learnability(grid: Grid, results: str | os.PathLike | None, spec: Learn
     for label in sorted(df["label"].unique(), key=list(names).index):
         for fam in spec.families:
             for group in fam.groups:
-                sub = df[(df["label"] == label) & (df["eval"] == fam.task) & (df["group"] == group)]
+                sub = _arm_rows(df, label, fam.task, group)
                 if len(sub):
                     rows.append(
                         {
@@ -130,11 +137,9 @@ def gate_results(
         if gate.grid not in grids:
             raise ConfigError(f"gate '{gate.name}': grid '{gate.grid}' is not among {sorted(grids)}")
         grid = grids[gate.grid]
-        df = frames.setdefault(gate.grid, collect(grid, results))
-        label = select_arm(grid.cells(), gate.arm)
-        rows = (
-            df[(df["label"] == label) & (df["eval"] == gate.task) & (df["group"] == gate.group)] if not df.empty else df
-        )
+        if gate.grid not in frames:
+            frames[gate.grid] = collect(grid, results)
+        rows = _arm_rows(frames[gate.grid], select_arm(grid.cells(), gate.arm), gate.task, gate.group)
         value = float(rows["value"].mean()) if len(rows) else None
         out.append(
             {

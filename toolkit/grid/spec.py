@@ -163,7 +163,7 @@ class Grid:
             n = len(next(iter(group.values())))
             dims.append([{k: group[k][i] for k in group} for i in range(n)])
         base = self.base_dict()
-        out = []
+        out, worlds = [], {}
         for combo in itertools.product(*dims) if dims else [()]:
             arm_overrides: dict[str, Any] = {}
             for part in combo:
@@ -171,7 +171,7 @@ class Grid:
             for seed in spec.seeds:
                 overrides = {**arm_overrides, "seed": seed}
                 cfg = run_config_from_dict(deep_update(base, _nested(overrides)))
-                resolved = identity_dict(cfg)
+                resolved = identity_dict(cfg, worlds)
                 arm = _hash({k: v for k, v in resolved.items() if k != "seed"})
                 out.append(Cell(_hash(resolved), arm, seed, overrides, cfg))
         ids = [c.id for c in out]
@@ -180,13 +180,18 @@ class Grid:
         return out
 
 
-def identity_dict(cfg: RunConfig) -> dict[str, Any]:
+def identity_dict(cfg: RunConfig, worlds: dict | None = None) -> dict[str, Any]:
     """What a run's results depend on: its resolved config with the world's location replaced by the
     world's identity (toolkit.world.build.world_identity), and the version of the rule that orders
-    the data streams. Cell ids and training keys hash it."""
+    the data streams. Cell ids and training keys hash it. `worlds` memoises identities across the
+    cells of a grid (one world.json read per world, not per cell)."""
     d = to_dict(cfg)
     data = cfg.data
-    d["data"]["world"] = world_identity(data.world, data.world_preset, data.world_seed, data.world_overrides)
+    key = json.dumps([data.world, data.world_preset, data.world_seed, data.world_overrides], sort_keys=True)
+    worlds = {} if worlds is None else worlds
+    if key not in worlds:
+        worlds[key] = world_identity(data.world, data.world_preset, data.world_seed, data.world_overrides)
+    d["data"]["world"] = worlds[key]
     d["data_order"] = ORDER_VERSION
     return d
 

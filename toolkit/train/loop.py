@@ -86,6 +86,7 @@ class Run:
     state: TrainState = field(default_factory=TrainState)
     optimizer: torch.optim.Optimizer | None = None
     saved: dict | None = None  # optimizer and RNG state of the checkpoint resumed from, until used
+    autocast: contextlib.AbstractContextManager = field(default_factory=contextlib.nullcontext)  # bf16 or none
 
 
 def run_training(
@@ -176,7 +177,9 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
     )
     if resume:
         logger.truncate_after(state.step)
-    return Run(cfg, run_dir, info, tokenizer, model, net, logger, state, saved=saved)
+    bf16 = cfg.precision == "bf16"
+    autocast = torch.autocast(info.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    return Run(cfg, run_dir, info, tokenizer, model, net, logger, state, saved=saved, autocast=autocast)
 
 
 def stage_mixture(run: Run, index: int) -> Mixture:
@@ -310,13 +313,8 @@ def _forward_backward(run: Run, b, name: str, step: int, step_tokens, last: bool
     """Forward and backward of one stream's micro-batch; returns its summed NLL and target count."""
     info, net, accum = run.info, run.net, run.cfg.optim.grad_accum
     sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
-    autocast = (
-        torch.autocast(info.device.type, dtype=torch.bfloat16)
-        if run.cfg.precision == "bf16"
-        else contextlib.nullcontext()
-    )
     with sync:
-        with autocast:
+        with run.autocast:
             out = net(
                 b.input_ids.to(info.device),
                 None if b.images is None else b.images.to(info.device),
