@@ -5,6 +5,7 @@ P(Yes) per candidate, constrained classification, the two stages of multimodal c
 import dataclasses
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -207,3 +208,73 @@ def test_winograd_few_shot_puts_solved_schemas_before_the_partial_context(task, 
     assert cont == "rest0." and parts[-1] == "s0 cat"
     assert parts[0] in {"s1 sun rest1.", "s2 red rest2."} and len(parts) == 2  # another schema, solved
     assert samples[0]["prompt"].startswith(parts[0])
+
+
+class PlantedStates:
+    """The adapter's `states` with planted per-layer features: layer 0 noise; layer 1 carries the
+    colour in grounded nouns only (perfectly); layer 2 carries it in every noun but weakly in the
+    grounded ones. A probe choosing its layer by the vision-only answers would take layer 2."""
+
+    def __init__(self, examples, seed=0):
+        rng = np.random.default_rng(seed)
+        colours = sorted({ex.target for ex in examples})
+        self.by_prompt = {}
+        for ex in examples:
+            onehot = np.eye(len(colours))[colours.index(ex.target)] * 3
+            grounded = ex.meta["group"] == "grounded"
+            layers = [
+                rng.normal(size=len(colours)),
+                (onehot if grounded else 0) + rng.normal(size=len(colours)) * 0.3,
+                (0.35 if grounded else 1.0) * onehot + rng.normal(size=len(colours)),
+            ]
+            self.by_prompt[ex.fields["object"]] = np.stack(layers)
+
+    def states(self, prompts):
+        return torch.tensor(np.stack([self.by_prompt[p[0]] for p in prompts]))
+
+
+def test_latent_probe_fits_on_grounded_nouns_and_picks_its_layer_without_the_test_nouns():
+    spec = TASKS.get("world-colour-latent")
+    colours = ["red", "blue", "green", "yellow"]
+    examples = [
+        Example(
+            str(i),
+            [],
+            {"object": f"the noun{i}"},
+            colours[i % 4],
+            meta={"group": ("grounded", "vision_only")[i // 40 % 2]},
+        )
+        for i in range(160)
+    ]
+    adapter = PlantedStates(examples)
+    scores, samples, _ = run_cell(adapter, spec, examples, 0, "none", 0, 32)
+    grounded = [s for s, ex in zip(scores, examples) if ex.meta["group"] == "grounded"]
+    vision = [s for s, ex in zip(scores, examples) if ex.meta["group"] == "vision_only"]
+    assert all(s["prompt"].endswith("[layer 1]") for s in samples)  # the grounded nouns chose layer 1
+    assert np.mean(grounded) > 0.95  # cross-validated within the grounded nouns
+    assert np.mean(vision) < 0.45  # layer 1 holds nothing of vision-only colour: near chance (0.25)
+    # Planted transfer: the same colour code in every noun is read off the vision-only nouns.
+    for ex in examples:
+        adapter.by_prompt[ex.fields["object"]][1] = (
+            np.eye(4)[colours.index(ex.target)] * 3 + np.random.default_rng(int(ex.id)).normal(size=4) * 0.3
+        )
+    scores, _, _ = run_cell(adapter, spec, examples, 0, "none", 0, 32)
+    assert np.mean([s for s, ex in zip(scores, examples) if ex.meta["group"] == "vision_only"]) > 0.95
+
+
+def test_latent_probe_on_a_trained_model_reads_states_through_the_real_adapter(small_world):
+    """ModelAdapter.states gives (prompts, layers + 1, dim) at each prompt's last token: equal to the
+    residual stream of the prompt run alone."""
+    from conftest import tiny_model
+
+    from toolkit.data.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(small_world)
+    model = tiny_model(decoder={"vocab_size": tok.vocab_size}).eval()
+    adapter = ModelAdapter(model, tok, None, batch_size=3)
+    prompts = [["the banana"], ["the cherry is"], ["a"], ["the color of the sky"]]
+    states = adapter.states(prompts)
+    assert states.shape == (4, len(model.decoder.layers) + 1, model.cfg.decoder.dim)
+    for i, p in enumerate(prompts):
+        alone = ModelAdapter(model, tok, None, batch_size=1).states([p])
+        assert torch.allclose(states[i], alone[0], atol=1e-5)

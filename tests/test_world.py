@@ -1,6 +1,7 @@
 import csv
 import hashlib
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -293,3 +294,87 @@ def test_a_found_world_must_match_the_settings_the_run_names(world):
     # A world is named by what it is: its identity does not depend on where it lives.
     assert world_identity(world, "tiny", 0, SMALL) == world_identity("/nowhere/yet", "tiny", 0, SMALL)
     assert world_identity(world, "tiny", 0, SMALL) != world_identity("/nowhere/yet", "tiny", 0, None)
+
+
+def test_transfer_switches_change_the_world_as_documented_and_leak_nothing(tmp_path):
+    """noun_first_fraction, caption_templates, renders_per_category and invented nouns past the real
+    list: each does what its comment says, and no vision-only colour or size reaches text."""
+    settings = {**SMALL, "noun_first_fraction": 0.5, "caption_templates": 1, "renders_per_category": 2}
+    manifest = build_world(
+        world_config("tiny", {**settings, "num_categories": 160}),
+        tmp_path / "w",
+        0,
+        progress=False,
+        echo=lambda s: None,
+    )
+    world = tmp_path / "w"
+    assert manifest["leakage"]["vision_only_total"] == 0
+    cats = json.loads((world / "world.json").read_text())["categories"]
+    names = {c["name"] for c in cats}
+    real = {c.name for c in build_ontology(127, 0.5, seed=0)}
+    invented = names - real
+    assert len(cats) == len(names) == 160 and len(invented) == 33 and real <= names
+    colours = Counter(c["colour"] for c in cats)
+    assert max(colours.values()) - min(colours.values()) <= 1
+    vision_only = {c["name"] for c in cats if not c["grounded"]}
+    assert invented & vision_only and invented - vision_only  # invented nouns are split like real ones
+
+    skips = SkipLog()
+    pairs = [r for p in sorted((world / "pairs").glob("*.tar")) for r in read_pairs(p, skips)]
+    docs = [r for p in sorted((world / "interleaved").glob("*.tar")) for r in read_interleaved(p, skips)]
+    texts = " ".join(r.text for p in sorted((world / "text").glob("*.jsonl")) for r in read_text(p, skips))
+    assert len(set(texts.lower().split()) & invented) > 20  # invented nouns live in the text too
+
+    def nouns_of(caption):  # the category nouns a text names, each once, in order
+        return list(dict.fromkeys(w for w in re.findall(r"[a-z]+", caption.lower()) if w in names))
+
+    single = [r for r in pairs if len(nouns_of(r.caption)) == 1 and "Question:" not in r.caption]
+    first = [r for r in single if "<image>" in r.caption]
+    after = [r for r in single if "<image>" not in r.caption]
+    assert 0.35 < len(first) / len(single) < 0.65  # noun_first_fraction 0.5 of the object captions
+    for r in first:  # named, then the image, then a text fact; a vision-only noun without its colour
+        named, _, fact = r.caption.partition("<image>")
+        assert named.strip().endswith(":") and nouns_of(fact) == nouns_of(named)
+    # caption_templates: 1 keeps only "A lemon ." (and "A yellow lemon ." where the colour may be said)
+    objects = [r.caption for r in after if " and " not in r.caption and " than " not in r.caption]
+    assert len(objects) > 100 and all(c.split()[0] in ("A", "An") and c.count(" ") <= 3 for c in objects)
+    # renders_per_category: 2 distinct training images per category at most
+    renders: dict[str, set] = {}
+    for r in single:
+        renders.setdefault(nouns_of(r.caption)[0], set()).add(hashlib.sha256(r.image).hexdigest())
+    assert max(len(v) for v in renders.values()) == 2
+    # interleaved: "Here is a lemon :" before its image, the paragraph after it
+    intro = [
+        (d.parts[i], d.parts[i + 2])
+        for d in docs
+        for i in range(len(d.parts) - 2)
+        if isinstance(d.parts[i + 1], bytes) and isinstance(d.parts[i], str)
+    ]
+    intro = [(a, b) for a, b in intro if a.startswith("Here is")]
+    assert len(intro) > 50 and all(nouns_of(a) == nouns_of(b)[:1] for a, b in intro)
+
+    # Through the trainer's sequence builder: the noun's tokens come before the image span.
+    tok = load_tokenizer(world)
+    from toolkit.data.sequences import SequenceBuilder
+
+    seq = SequenceBuilder(tok, 8, 64, ImageTransform(32)).caption(first[0])
+    start = seq.ids.index(tok.special.image)
+    assert tok.decode(seq.ids[1:start]).strip() == first[0].caption.partition("<image>")[0].strip()
+    assert seq.ids[start : start + 10] == [tok.special.image] + [tok.special.image_pad] * 8 + [tok.special.image_end]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"caption_templates": 9}, "world.caption_templates=9: expected 0 (all) or 1..5"),
+        ({"noun_first_fraction": 1.5}, "world.noun_first_fraction=1.5: expected a share in [0, 1]"),
+        ({"renders_per_category": -1}, "world.renders_per_category=-1"),
+        ({"generic_fraction": 0.9}, "world.scene_fraction + world.generic_fraction"),
+        ({"num_categories": 5}, "world.num_categories=5: at least 11"),
+    ],
+)
+def test_world_switches_refuse_values_outside_their_range(override, message):
+    from toolkit.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        world_config("tiny", override)

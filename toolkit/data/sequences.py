@@ -3,7 +3,8 @@
 - text: full-sentence packing (RoBERTa "FULL-SENTENCES", the paper's choice): whole sentences are
   packed contiguously, across documents, up to `max_len`; a document ends with `</s>`; every sequence
   starts with `<s>`; a sentence longer than a sequence is split.
-- pairs: `<s> <image> … </image> caption </s>`.
+- pairs: `<s> <image> … </image> caption </s>`; a caption that holds the `<image>` marker puts its
+  image there instead (`<s> A lemon : <image> … </image> It is a fruit . </s>`).
 - interleaved: text and images in reading order, at most `max_images` images (later ones dropped,
   their text kept); truncation stops before an image span that does not fit, never inside it.
 - instructions: prompt tokens are masked from the loss; the output and `</s>` are targets.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from toolkit.data.format import image_span
+from toolkit.data.format import IMAGE, image_span
 from toolkit.data.images import ImageTransform, decode_image
 from toolkit.data.records import DocRecord, InstructionRecord, PairRecord, TextRecord
 from toolkit.data.shards import SkipLog
@@ -71,8 +72,13 @@ class SequenceBuilder:
             return None
         span = image_span(self.special, self.n)
         room = self.max_len - 2 - len(span)
-        ids = [self.special.bos] + span + self.tok.encode(rec.caption)[:room] + [self.special.eos]
-        return Sequence(ids, [pixels])
+        before, marker, after = rec.caption.partition(IMAGE)
+        if not marker:
+            ids = [self.special.bos] + span + self.tok.encode(rec.caption)[:room] + [self.special.eos]
+            return Sequence(ids, [pixels])
+        first = self.tok.encode(before.strip())[:room] if before.strip() else []
+        rest = self.tok.encode(after.strip())[: room - len(first)] if after.strip() else []
+        return Sequence([self.special.bos] + first + span + rest + [self.special.eos], [pixels])
 
     def document(self, rec: DocRecord) -> Sequence | None:
         ids, images = [self.special.bos], []

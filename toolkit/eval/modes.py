@@ -5,6 +5,11 @@
 - `cot`: multimodal chain-of-thought; a rationale is generated first (`rationale_prompt`), then the
   candidates are ranked with it in the prompt.
 - `generate`: greedy or beam search, optionally constrained to the candidates.
+- `probe`: latent knowledge. A linear probe (scikit-learn) reads the answer from the model's state
+  at the prompt's last token. It is fitted on the examples of group `grounded` (facts stated in
+  text) and predicts every other example (vision-only facts, never in text); grounded examples get
+  cross-validated predictions. The layer is the one whose cross-validated accuracy on the grounded
+  examples is best: chosen without looking at the examples it is tested on.
 
 What a prediction is worth is the metric's business (`toolkit.eval.metrics.METRICS`).
 """
@@ -86,3 +91,37 @@ def generate(
         allowed = sorted({c for ex in examples for c in (spec.candidates or ex.candidates or [])})
     outputs = adapter.generate(queries, spec.max_new_tokens, spec.num_beams, allowed)
     return [Prediction(ex, parts_text(q), clean_answer(o)) for ex, q, o in zip(examples, queries, outputs)]
+
+
+@MODES.register("probe")
+def probe(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], prompts: FewShotPrompts) -> list[Prediction]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    queries = [prompts.query(i) for i in range(len(examples))]
+    states = adapter.states(queries).numpy().astype(np.float64)  # (examples, layers, dim)
+    labels = np.array([ex.target for ex in examples])
+    fit = np.array([ex.meta.get("group") == "grounded" for ex in examples])
+    if fit.sum() < 4 or len(set(labels[fit])) < 2:
+        raise ValueError(f"task {spec.name}: a probe needs grounded examples of at least two answers to fit on")
+    # Folds stratified by answer, as many as the rarest grounded answer allows (2..5).
+    rarest = int(np.unique(labels[fit], return_counts=True)[1].min())
+    folds = StratifiedKFold(n_splits=max(2, min(5, rarest)), shuffle=True, random_state=0)
+
+    def classifier():
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=0))
+
+    held_out = [
+        cross_val_predict(classifier(), states[fit, layer], labels[fit], cv=folds) for layer in range(states.shape[1])
+    ]
+    layer = int(np.argmax([np.mean(p == labels[fit]) for p in held_out]))
+    clf = classifier().fit(states[fit, layer], labels[fit])
+    predicted = np.empty(len(examples), dtype=object)
+    predicted[fit] = held_out[layer]
+    if (~fit).any():
+        predicted[~fit] = clf.predict(states[~fit, layer])
+    return [
+        Prediction(ex, f"{parts_text(q)} [layer {layer}]", str(p)) for ex, q, p in zip(examples, queries, predicted)
+    ]

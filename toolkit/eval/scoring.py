@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from toolkit.data.format import image_span
+from toolkit.data.format import collate, image_span
 from toolkit.data.images import ImageTransform
 from toolkit.data.tokenizer import Tokenizer
+from toolkit.interp.hooks import cache_activations
 from toolkit.model.generation import ContinuationScore, beam_search, greedy_search, left_pad, score_continuations
 from toolkit.model.kosmos import KosmosModel
 
@@ -46,6 +47,23 @@ class ModelAdapter:
             conts.append(self.tok.encode(" " + continuation))
             images.append(pixels)
         return score_continuations(self.model, contexts, conts, images, batch_size=self.batch_size)
+
+    @torch.no_grad()
+    def states(self, prompts: Sequence[Sequence]) -> torch.Tensor:
+        """The residual stream at each prompt's last token, per layer: (prompts, layers + 1, dim), layer
+        0 the input embeddings, then each decoder block's output."""
+        names = ["hook_embeds"] + [f"decoder.layers.{i}.hook_resid_post" for i in range(len(self.model.decoder.layers))]
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            encoded = [self.encode(p) for p in prompts[start : start + self.batch_size]]
+            b = collate([e[0] for e in encoded], self.tok.special, images=[e[1] for e in encoded])
+            images = None if b.images is None else b.images.to(self.device)
+            with cache_activations(self.model, names) as cache:
+                self.model(b.input_ids.to(self.device), images, b.attention_mask.to(self.device), compute_loss=False)
+            last = b.attention_mask.sum(1) - 1
+            rows = torch.arange(len(encoded))
+            out.append(torch.stack([cache[n][rows, last].float().cpu() for n in names], dim=1))
+        return torch.cat(out)
 
     def generate(
         self,

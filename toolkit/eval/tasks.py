@@ -3,7 +3,9 @@
 Templates use the paper's prompts verbatim. `<image>` places the example's next image; `{field}`
 takes a field of the example. `mode` is `rank` (log-likelihood of each candidate after the prompt;
 argmax), `generate` (greedy or beam search, stopped at `</s>`, optionally constrained to the
-candidates) or `cot` (generate a rationale with `rationale_prompt`, then rank with it in the prompt).
+candidates), `cot` (generate a rationale with `rationale_prompt`, then rank with it in the prompt) or
+`probe` (a linear probe on the prompt's last-token state, fitted on the grounded examples:
+toolkit.eval.modes).
 A task with a `builder` gets its per-candidate prompts from Python (Raven).
 """
 
@@ -21,7 +23,7 @@ class TaskSpec:
     loader: str  # a toolkit.eval.examples.LOADERS name
     source: str  # default data path; {world} is the run's world directory
     prompt: str = ""  # template: <image> markers and {fields}
-    mode: str = "rank"  # rank | generate | cot
+    mode: str = "rank"  # rank | generate | cot | probe
     metric: str = "accuracy"  # accuracy | vqa | cider | roc_auc | em_f1
     candidates: tuple[str, ...] = ()  # a fixed candidate list (else each example's own)
     length_norm: bool = False  # rank by mean instead of summed log-probability per token
@@ -37,8 +39,8 @@ class TaskSpec:
     paper_prompt: bool = True  # the template is the paper's
 
     def __post_init__(self) -> None:
-        if self.mode not in ("rank", "generate", "cot"):
-            raise ValueError(f"task {self.name}: unknown mode '{self.mode}'; valid: rank, generate, cot")
+        if self.mode not in ("rank", "generate", "cot", "probe"):
+            raise ValueError(f"task {self.name}: unknown mode '{self.mode}'; valid: rank, generate, cot, probe")
         if self.builder and self.few_shot and not self.demo:
             raise ValueError(
                 f"task {self.name}: a builder task needs a `demo` template for demonstrations, or few_shot=False"
@@ -191,6 +193,18 @@ register(
         "{world}/eval/visual_commonsense_colour.jsonl",
         "The color of {object} is?",
         candidates=COLOURS,
+    )
+)
+register(  # latent transfer: is a vision-only noun's colour readable from its text state?
+    TaskSpec(
+        "world-colour-latent",
+        "visual_commonsense",
+        "world_colour",
+        "{world}/eval/visual_commonsense_colour.jsonl",
+        "{object}",
+        mode="probe",
+        few_shot=False,
+        paper_prompt=False,
     )
 )
 register(

@@ -7,6 +7,7 @@ from typing import Any
 
 from toolkit.config import ConfigError, from_dict, merge
 from toolkit.registry import Registry
+from toolkit.world.ontology import COLOURS
 
 
 @dataclass
@@ -42,7 +43,8 @@ class EvalCounts:
 
 @dataclass
 class WorldConfig:
-    num_categories: int = 127  # how many nouns of the ontology to use (balanced over colours)
+    num_categories: int = 127  # nouns (balanced over colours); past the 127 real ones, invented nouns
+
     vision_only_fraction: float = 0.5  # share of categories per colour whose colour/size is never in text
     # real: each noun keeps its own kind and place, stated in text for every category; being real they
     # go with colour and size (leakage.json `text_priors` measures how far) | shuffled: kinds and places
@@ -53,6 +55,11 @@ class WorldConfig:
     scene_fraction: float = 0.15  # share of pairs that show two objects (relative size)
     generic_fraction: float = 0.2  # share of pairs that show a plain coloured shape ("A red star .")
     question_caption_fraction: float = 0.3  # share of object captions written as "Question: ... Answer: ..."
+    # Transfer switches (docs/studies/transfer.md). Direction: share of object captions and interleaved
+    # objects whose noun comes before the image ("A photo of a lemon: <image> ..."), not after it.
+    noun_first_fraction: float = 0.0
+    caption_templates: int = 0  # how many naming templates object captions use (1..5; 0 = all)
+    renders_per_category: int = 0  # distinct training renders per category, reused (0 = a new one each time)
     max_images_per_doc: int = 4  # interleaved documents hold 2..this many images
     vocab_size: int = 2048  # BPE tokenizer trained on the world text
     samples_per_shard: int = 2000
@@ -63,7 +70,40 @@ class WorldConfig:
     def __post_init__(self) -> None:
         if self.text_attributes not in ("real", "shuffled"):
             raise ConfigError(f"world.text_attributes: unknown value '{self.text_attributes}'; valid: real, shuffled")
+        for name in (
+            "vision_only_fraction",
+            "scene_fraction",
+            "generic_fraction",
+            "question_caption_fraction",
+            "noun_first_fraction",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"world.{name}={getattr(self, name)}: expected a share in [0, 1]")
+        if self.scene_fraction + self.generic_fraction > 1.0:
+            raise ConfigError(
+                f"world.scene_fraction + world.generic_fraction = {self.scene_fraction + self.generic_fraction}: "
+                "at most 1 (the rest of the pairs show one object)"
+            )
+        if not 0 <= self.caption_templates <= len(NAMING_TEMPLATES):
+            raise ConfigError(
+                f"world.caption_templates={self.caption_templates}: expected 0 (all) or 1..{len(NAMING_TEMPLATES)}"
+            )
+        if self.renders_per_category < 0:
+            raise ConfigError(
+                f"world.renders_per_category={self.renders_per_category}: expected >= 0 (0 = a new render each time)"
+            )
+        if self.num_categories < len(COLOURS):
+            raise ConfigError(f"world.num_categories={self.num_categories}: at least {len(COLOURS)} (one per colour)")
 
+
+# How an object caption names its object (the `caption_templates` switch keeps the first n).
+NAMING_TEMPLATES = (
+    "{a} {noun} .",
+    "a photo of {a} {noun} .",
+    "this is {a} {noun} .",
+    "an image of {a} {noun} .",
+    "the photo of the {noun} .",
+)
 
 WORLD_PRESETS: Registry[dict[str, Any]] = Registry("world preset")
 WORLD_PRESETS.add("tiny", {})

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from toolkit.world.config import WorldConfig
+from toolkit.data.format import IMAGE
+from toolkit.world.config import NAMING_TEMPLATES, WorldConfig
 from toolkit.world.ontology import COLOURS, SHAPES, Category
 from toolkit.world.render import render_generic, render_object, render_pair, render_text
 
@@ -143,6 +144,8 @@ class Corpora:
         self.cfg, self.cats, self.seed = cfg, categories, seed
         self.grounded = [c for c in categories if c.grounded]
         self.vision_only = [c for c in categories if not c.grounded]
+        self.templates = NAMING_TEMPLATES[: cfg.caption_templates or len(NAMING_TEMPLATES)]
+        self._renders: dict[str, list[Image.Image]] = {}  # the reused renders (renders_per_category)
 
     def rng(self, stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, 100 + stream])
@@ -188,35 +191,35 @@ class Corpora:
     def object_caption(self, cat: Category, rng: np.random.Generator) -> str:
         """A caption naming the object; its colour only for grounded categories (or by the leakage knob).
         Some captions are questions with answers about the picture (identity for every category,
-        colour only where the colour may be stated)."""
+        colour only where the colour may be stated); with `noun_first_fraction`, some name the object
+        before the image (the caption holds the IMAGE marker) and go on with a text fact about it."""
         leak = self.cfg.leakage.vision_only_caption if not cat.grounded else self.cfg.leakage.grounded_caption
         colour_ok = rng.random() < leak
+        if self.cfg.noun_first_fraction > 0 and rng.random() < self.cfg.noun_first_fraction:
+            noun = f"{cat.colour} {cat.name}" if colour_ok else cat.name
+            named = _pick(rng, self.templates).format(a=article(noun), noun=noun).removesuffix(" .")
+            fact = attribute_sentences(cat, rng)[int(rng.integers(2))]
+            return sentence_case(f"{named} : {IMAGE} {fact}")
         if rng.random() < self.cfg.question_caption_fraction:
             if colour_ok and rng.random() < 0.5:
                 return f"Question: what color is this? Answer: {cat.colour} ."
             return f"Question: what is this? Answer: {cat.name} ."
-        if colour_ok:
-            return sentence_case(
-                _pick(
-                    rng,
-                    (
-                        f"{article(cat.colour)} {cat.colour} {cat.name} .",
-                        f"a photo of {article(cat.colour)} {cat.colour} {cat.name} .",
-                    ),
-                )
-            )
-        return sentence_case(
-            _pick(
-                rng,
-                (
-                    f"{article(cat.name)} {cat.name} .",
-                    f"a photo of {article(cat.name)} {cat.name} .",
-                    f"this is {article(cat.name)} {cat.name} .",
-                    f"an image of {article(cat.name)} {cat.name} .",
-                    f"the photo of the {cat.name} .",
-                ),
-            )
-        )
+        noun = f"{cat.colour} {cat.name}" if colour_ok else cat.name
+        templates = self.templates[:2] if colour_ok else self.templates  # a colour: "A yellow lemon ." forms
+        return sentence_case(_pick(rng, templates).format(a=article(noun), noun=noun))
+
+    def object_image(self, cat: Category, rng: np.random.Generator) -> Image.Image:
+        """A training render of `cat`: a new one each time, or one of its `renders_per_category`
+        renders (made once, from a generator of their own)."""
+        k = self.cfg.renders_per_category
+        if not k:
+            return render_object(cat, self.cfg.image_size, rng, self.cfg.colour_jitter)
+        if cat.name not in self._renders:
+            own = np.random.default_rng([self.seed, 200, self.cats.index(cat)])
+            self._renders[cat.name] = [
+                render_object(cat, self.cfg.image_size, own, self.cfg.colour_jitter) for _ in range(k)
+            ]
+        return self._renders[cat.name][int(rng.integers(k))]
 
     def pairs(self) -> Iterator[tuple[Image.Image, str]]:
         """Objects, plain coloured shapes and two-object scenes with captions."""
@@ -242,12 +245,12 @@ class Corpora:
                 yield render_pair(a, b, size, rng, jitter), sentence_case(caption)
             else:
                 cat = _pick(rng, self.cats)
-                yield render_object(cat, size, rng, jitter), self.object_caption(cat, rng)
+                yield self.object_image(cat, rng), self.object_caption(cat, rng)
 
     def interleaved(self) -> Iterator[list]:
-        """Documents of 2..max images, each followed by a paragraph about the pictured object."""
-        rng, size, jitter = self.rng(2), self.cfg.image_size, self.cfg.colour_jitter
-        leak = self.cfg.leakage.vision_only_interleaved
+        """Documents of 2..max images, each followed by a paragraph about the pictured object (or, with
+        `noun_first_fraction`, introduced by name before its image, the paragraph after it)."""
+        rng, leak = self.rng(2), self.cfg.leakage.vision_only_interleaved
         for _ in range(self.cfg.counts.interleaved):
             n = int(rng.integers(2, self.cfg.max_images_per_doc + 1))
             picked = [self.cats[i] for i in rng.choice(len(self.cats), n, replace=False)]
@@ -255,12 +258,17 @@ class Corpora:
             hidden = {c.colour for c in picked if not c.grounded}
             parts: list = []
             for cat in picked:
-                sents = [f"this is {article(cat.name)} {cat.name} ."] + attribute_sentences(cat, rng)
+                first = self.cfg.noun_first_fraction > 0 and rng.random() < self.cfg.noun_first_fraction
+                sents = [] if first else [f"this is {article(cat.name)} {cat.name} ."]
+                sents += attribute_sentences(cat, rng)
                 if (cat.grounded and cat.colour not in hidden and rng.random() < 0.5) or (
                     not cat.grounded and rng.random() < leak
                 ):
                     sents.append(colour_sentence(cat, rng))
-                parts += [render_object(cat, size, rng, jitter), sentence_case(" ".join(sents))]
+                image = self.object_image(cat, rng)
+                if first:
+                    parts.append(sentence_case(f"here is {article(cat.name)} {cat.name} :"))
+                parts += [image, sentence_case(" ".join(sents))]
             yield parts
 
     def instructions(self) -> Iterator[dict]:

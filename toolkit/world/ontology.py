@@ -5,6 +5,11 @@ largest) follow everyday knowledge, as RelativeSize's object pairs do. `kind` an
 text-only attributes: they are stated in text for every category and never drawn. Shapes are not
 facts about the nouns: each category gets an arbitrary world shape (unique per colour), so that in
 images a category is identified by colour and shape together.
+
+A world larger than the noun list gets invented nouns (`invented_nouns`): pronounceable made-up words
+with a colour (balanced like the real ones), a random size rank and a (kind, place) pair drawn from
+the real nouns'. Past 12 categories per colour, shapes repeat within a colour, so an image no longer
+tells every category apart (colour and size still show).
 """
 
 from __future__ import annotations
@@ -87,15 +92,44 @@ def base_nouns() -> list[Category]:
     return out
 
 
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "gl", "kr", "pl", "st", "tr")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "n", "l", "r", "k", "s", "m")
+
+
+def invented_nouns(count: int, seed: int, taken: set[str]) -> list[Category]:
+    """`count` made-up nouns (three consonant-vowel syllables and an optional final consonant; none a
+    real noun, kind, place, colour or shape), each given the colour that the real and invented nouns so
+    far hold least of (so that all colours stay balanced), a size 1..10 at random and a (kind, place)
+    pair drawn from the real nouns'."""
+    rng = np.random.default_rng([seed, 3])
+    real = base_nouns()
+    attributes = sorted({(n.kind, n.place) for n in real})
+    banned = taken | set(COLOURS) | set(SHAPES) | {w for n in real for w in (n.name, n.kind, n.place)}
+    out: list[Category] = []
+    while len(out) < count:
+        name = "".join(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))] for _ in range(3))
+        name += _CODAS[rng.integers(len(_CODAS))]
+        if name in banned or any(c in name for c in COLOURS):
+            continue
+        banned.add(name)
+        kind, place = attributes[rng.integers(len(attributes))]
+        held = {c: sum(n.colour == c for n in real + out) for c in COLOURS}
+        colour = min(COLOURS, key=lambda c: held[c])
+        out.append(Category(name, colour, int(rng.integers(1, 11)), kind, place))
+    return out
+
+
 def build_ontology(
     num_categories: int, vision_only_fraction: float, seed: int, shuffle_text_attributes: bool = False
 ) -> list[Category]:
-    """Pick categories balanced over colours, give each a shape (unique within its colour) and split
-    them, per colour, into text-grounded and vision-only. `shuffle_text_attributes` deals the chosen
-    nouns' (kind, place) pairs out at random over them, so that neither says anything of colour or size."""
+    """Pick categories balanced over colours, give each a shape (unique within its colour while there
+    are shapes enough) and split them, per colour, into text-grounded and vision-only. Beyond the real
+    nouns, invented ones fill the world. `shuffle_text_attributes` deals the chosen nouns' (kind, place)
+    pairs out at random over them, so that neither says anything of colour or size."""
     nouns = base_nouns()
     if num_categories > len(nouns):
-        raise ValueError(f"world.num_categories={num_categories} exceeds the {len(nouns)} nouns of the ontology")
+        nouns = nouns + invented_nouns(num_categories - len(nouns), seed, {n.name for n in nouns})
     rng = np.random.default_rng([seed, 1])
     by_colour = {c: [n for n in nouns if n.colour == c] for c in COLOURS}
     for c in COLOURS:
@@ -111,7 +145,8 @@ def build_ontology(
     out = []
     for c in COLOURS:
         group = [n for n in chosen if n.colour == c]
-        shapes = [SHAPES[i] for i in rng.permutation(len(SHAPES))[: len(group)]]
+        order = rng.permutation(len(SHAPES))
+        shapes = [SHAPES[order[i % len(SHAPES)]] for i in range(len(group))]
         # A noun that spells a colour ("blueberry", "bluebird") states it in every sentence: never vision-only.
         eligible = [i for i, n in enumerate(group) if not any(c in n.name for c in COLOURS)]
         n_vision = int(round(len(group) * vision_only_fraction))
