@@ -21,7 +21,14 @@ TABLES = (
     "table14_instruction_tuning",
     "table16_visual_commonsense",
 )
-FIGURES = ("fig_transfer_effects", "fig_few_shot", "fig_probing", "fig_attention", "fig_training_curves")
+FIGURES = (
+    "fig_transfer_effects",
+    "fig_transfer_phase",
+    "fig_few_shot",
+    "fig_probing",
+    "fig_attention",
+    "fig_training_curves",
+)
 ARTIFACTS = TABLES + FIGURES
 
 

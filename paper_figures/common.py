@@ -49,6 +49,15 @@ class Context:
         path = self.grids_dir / f"{name}.yaml"
         return load_grid(path, self.scale) if path.is_file() else None
 
+    def study(self, name: str) -> Grid | None:
+        """A study grid (experiments/studies/<name>.yaml, beside the paper grids), at the build's scale
+        when the grid has it, else as written."""
+        path = self.grids_dir.parent / "studies" / f"{name}.yaml"
+        if not path.is_file():
+            return None
+        grid = load_grid(path)
+        return load_grid(path, self.scale) if self.scale in grid.spec.scales else grid
+
     @cached_property
     def commit(self) -> str:
         return git_commit()

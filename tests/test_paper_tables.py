@@ -17,8 +17,9 @@ from toolkit.grid.stats import paired_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = ROOT / "experiments" / "paper"
-TEXT_TASKS = {"world-colour", "world-size", "world-language-mc"}  # what a text-only arm evaluates
-GROUPED = {"world-colour": ("vision_only", "grounded"), "world-size": ("vision_only", "grounded")}
+TEXT_TASKS = {"world-colour", "world-colour-latent", "world-size", "world-language-mc"}  # a text-only arm's
+GROUPED = {g: ("vision_only", "grounded") for g in ("world-colour", "world-colour-latent", "world-size")}
+STUDIES = ROOT / "experiments" / "studies"
 N_EXAMPLES = 30
 
 
@@ -135,6 +136,9 @@ def built(tmp_path_factory):
     for name in ("visual-commonsense", "instruction-tuning", "language-tasks", "chain-of-thought"):
         grids[name] = load_grid(GRIDS / f"{name}.yaml")
         truth.update(_write_results(grids[name], tmp / "results", rng))
+    for name in ("transfer-direction", "transfer-width"):  # two of the transfer studies have results
+        grids[name] = load_grid(STUDIES / f"{name}.yaml")
+        truth.update(_write_results(grids[name], tmp / "results", rng))
     build_all(tmp / "results", tmp / "out", GRIDS, echo=lambda s: None, analysis=tmp / "analysis")
     return tmp / "out", grids, truth
 
@@ -230,3 +234,37 @@ def test_a_comparison_that_cannot_be_made_says_why(built, tmp_path):
     # Every numbered mark in the table has its note, and every note is used.
     marks = {c[3:-1] for r in rows.values() for c in r if c.startswith("– (m")}
     assert marks == {n.split(":", 1)[0] for n in reasons}
+
+
+def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
+    """fig_transfer_phase: every compared level of every lever is a row; a stored one carries the
+    paired MLLM − LLM effect on vision-only colour (expressed and latent) computed from the samples;
+    a lever without results is listed with the reason."""
+    import pandas as pd
+
+    from paper_figures.fig_transfer_phase import LEVERS
+
+    out, grids, truth = built
+    df = pd.read_csv(out / "fig_transfer_phase.csv", keep_default_na=False)
+    levels = sum(len(load_grid(STUDIES / f"{name}.yaml").spec.compare) for name, _, _ in LEVERS)
+    assert len(df) == 2 * levels and set(df["kind"]) == {"expressed", "latent"}
+    done = df[df["missing"] == ""]
+    assert set(done["lever"]) == {"transfer-direction", "transfer-width"} and len(done) == 2 * (3 + 3)
+    assert all("no seed has finished cells" in m for m in df[df["missing"] != ""]["missing"])
+    for r in done.itertuples():
+        grid = grids[r.lever]
+        a_sel, b_sel = next(p for p in grid.spec.compare if p[0].endswith(f"={r.level}"))
+        cells = grid.cells()
+        a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
+        seeds = grid.spec.seeds
+        ids = sorted(k for k, (_, g) in truth[(a, r.eval, seeds[0])].items() if g == "vision_only")
+        sa = np.array([[truth[(a, r.eval, s)][i][0] for i in ids] for s in seeds])
+        sb = np.array([[truth[(b, r.eval, s)][i][0] for i in ids] for s in seeds])
+        comp = paired_comparison(sa, sb)
+        assert math.isclose(float(r.effect), comp.effect, abs_tol=1e-6)
+        assert math.isclose(float(r.ci_lo), comp.ci95[0], abs_tol=1e-6) and math.isclose(
+            float(r.p), comp.p_value, abs_tol=1e-6
+        )
+        assert math.isclose(float(r.mllm) - float(r.llm), comp.effect, abs_tol=1e-6)
+        assert float(r.seeds) == 3
+    assert (out / "fig_transfer_phase.png").stat().st_size > 10_000

@@ -217,6 +217,12 @@ def load_grid(path: str | os.PathLike, scale: str = "tiny") -> Grid:
     path = Path(path)
     data = read_yaml(path)
     spec = from_dict(GridSpec, data, prefix="grid")
+    for i, pair in enumerate(spec.compare):
+        if len(pair) != 2:
+            raise ConfigError(
+                f"{path}: compare entry {i} has {len(pair)} items {pair}; expected [arm A, arm B] (a selector "
+                'with several keys holds commas: quote it, "name=mllm,model.decoder.dim=64")'
+            )
     if scale != "tiny":
         if scale not in spec.scales:
             raise ConfigError(f"{path}: no scale '{scale}'; available: tiny, {', '.join(spec.scales)}")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from toolkit.config import ConfigError, to_dict
+from toolkit.config import ConfigError, merge, to_dict
 from toolkit.data.images import encode_png
 from toolkit.data.shards import ShardWriter
 from toolkit.data.tokenizer import train_tokenizer
@@ -217,13 +217,19 @@ def ensure_world(
                 build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
     built = json.loads(Path(path, "world.json").read_text())
     wanted = json.loads(json.dumps(to_dict(world_config(preset, overrides or None))))
-    differ = (["world_seed"] if built["seed"] != seed else []) + _differences(built["config"], wanted)
+    differ = (["world_seed"] if built["seed"] != seed else []) + _differences(_complete(built["config"]), wanted)
     if differ:
         raise ConfigError(
             f"{path} was built with other settings than data.world_preset='{preset}', data.world_seed={seed} "
             f"and data.world_overrides say (they differ in {', '.join(differ[:6])}); point data.world to "
             "another directory, or set those keys to the world's (its world.json)"
         )
+
+
+def _complete(config: dict) -> dict:
+    """A world.json config with the settings it predates at their defaults (a switch added later
+    leaves the world as it was at its default value)."""
+    return json.loads(json.dumps(to_dict(merge(WorldConfig(), config, prefix="world"))))
 
 
 def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -247,7 +253,7 @@ def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overr
     built = Path(path, "world.json")
     if built.is_file():
         world = json.loads(built.read_text())
-        seed, config = world["seed"], world["config"]
+        seed, config = world["seed"], _complete(world["config"])
     else:
         config = to_dict(world_config(preset, overrides or None))
     return hashlib.sha1(json.dumps({"seed": seed, "config": config}, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,141 @@
+"""Figure: the transfer phase diagram. For each lever of the transfer studies
+(experiments/studies/transfer-*.yaml), MLLM − LLM at each level on the colour of vision-only
+categories, expressed (asked in text: world-colour) and latent (read by a linear probe fitted on
+grounded nouns' text states: world-colour-latent), paired over training seeds and examples with
+95% CIs. Every compared level of every lever is a CSV row; a level without stored results is a row
+with its reason and no number."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from paper_figures.common import Context, write_rows_csv
+from paper_figures.style import PALETTE, apply_style, empty_figure, save
+from toolkit.grid.results import collect, compare_arms, summarize
+from toolkit.grid.spec import select_arm
+
+# (study grid, lever key in its arms, what the lever is)
+LEVERS = [
+    ("transfer-direction", "data.world_overrides.noun_first_fraction", "noun before its image (share)"),
+    ("transfer-renders", "data.world_overrides.renders_per_category", "renders per category (0: a new one each time)"),
+    ("transfer-templates", "data.world_overrides.caption_templates", "naming templates in captions (0: all 5)"),
+    ("transfer-bridge", "data.world_overrides.vision_only_fraction", "vision-only share of categories"),
+    ("transfer-categories", "data.world_overrides.num_categories", "categories"),
+    ("transfer-text-priors", "data.world_overrides.text_attributes", "kinds and places in text"),
+    ("transfer-width", "model.decoder.dim", "decoder width"),
+]
+KINDS = [("expressed", "world-colour"), ("latent", "world-colour-latent")]
+TITLES = {"expressed": "expressed: asked in text", "latent": "latent: probe on text states"}
+GROUP = "vision_only"
+
+
+def _level(selector: str, key: str) -> str:
+    for part in selector.split(","):
+        k, _, v = part.partition("=")
+        if k.strip() == key:
+            return v.strip()
+    raise ValueError(f"compare selector '{selector}' does not name the lever {key}")
+
+
+def _arm_mean(summary: pd.DataFrame | None, label: str, ev: str) -> float:
+    if summary is None:
+        return math.nan
+    m = summary[(summary["label"] == label) & (summary["eval"] == ev) & (summary["group"] == GROUP)]
+    return float(m["mean"].iloc[0]) if len(m) else math.nan
+
+
+def phase_rows(ctx: Context) -> pd.DataFrame:
+    rows = []
+    for name, key, what in LEVERS:
+        grid = ctx.study(name)
+        if grid is None:
+            continue
+        cells = grid.cells()
+        stored = collect(grid, ctx.results)
+        summary = summarize(stored) if not stored.empty else None
+        for a_sel, b_sel in grid.spec.compare:
+            level = _level(a_sel, key)
+            for kind, ev in KINDS:
+                row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": ev, "group": GROUP}
+                try:
+                    a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
+                    comp = compare_arms(grid, a, b, ev, GROUP, ctx.results)
+                except (ValueError, FileNotFoundError) as err:  # not run (yet)
+                    rows.append({**row, "missing": str(err)})
+                    continue
+                ids = sorted(c.id for c in cells if c.label in (a, b))
+                rows.append(
+                    {
+                        **row,
+                        "mllm": _arm_mean(summary, a, ev),
+                        "llm": _arm_mean(summary, b, ev),
+                        "effect": comp.effect,
+                        "ci_lo": comp.ci95[0],
+                        "ci_hi": comp.ci95[1],
+                        "p": comp.p_value,
+                        "seeds": comp.n_seeds,
+                        "examples": comp.n_examples,
+                        "cells": ",".join(ids),
+                        "missing": "",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def build(ctx: Context):
+    apply_style()
+    import matplotlib.pyplot as plt
+
+    df = phase_rows(ctx)
+    paths = [write_rows_csv(ctx, "fig_transfer_phase", df)]
+    done = df[df["missing"] == ""] if not df.empty else df
+    if done.empty:
+        reason = "no study grids found" if df.empty else f"no stored results yet ({len(df)} comparisons to run)"
+        return paths + save(empty_figure(f"transfer phase diagram: {reason}"), ctx.out, "fig_transfer_phase")
+    levers = list(dict.fromkeys(done["lever"]))
+    fig, axes = plt.subplots(len(levers), 2, figsize=(8, 1.9 * len(levers) + 0.8), squeeze=False, sharey=True)
+    for i, lever in enumerate(levers):
+        sub = df[df["lever"] == lever]
+        levels = list(dict.fromkeys(sub["level"]))
+        for j, (kind, _) in enumerate(KINDS):
+            ax = axes[i][j]
+            for x, level in enumerate(levels):
+                r = sub[(sub["level"] == level) & (sub["kind"] == kind)]
+                if r.empty or r.iloc[0]["missing"]:
+                    ax.text(x, 0, "not run", ha="center", va="center", fontsize=7, color=PALETTE["neutral"])
+                    continue
+                r = r.iloc[0]
+                colour = (
+                    PALETTE["treatment"] if r.ci_lo > 0 else PALETTE["control"] if r.ci_hi < 0 else PALETTE["neutral"]
+                )
+                ax.errorbar(
+                    x,
+                    r.effect * 100,
+                    yerr=[[(r.effect - r.ci_lo) * 100], [(r.ci_hi - r.effect) * 100]],
+                    fmt="o",
+                    color=colour,
+                    capsize=3,
+                )
+            ax.axhline(0, color="black", lw=0.8)
+            ax.set_xticks(range(len(levels)), levels)
+            ax.set_xlim(-0.5, len(levels) - 0.5)
+            ax.set_xlabel(sub.iloc[0]["what"], fontsize=8)
+            if i == 0:
+                ax.set_title(TITLES[kind], fontsize=9)
+            if j == 0:
+                ax.set_ylabel("points")
+    seeds = int(done["seeds"].max()) if not math.isnan(done["seeds"].max()) else 0
+    fig.suptitle(
+        f"MLLM − LLM on the colour of vision-only categories (95% CIs over {seeds} seeds and the categories)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    prov = {
+        "commit": ctx.commit,
+        "grids": ",".join(levers),
+        "cells": ",".join(sorted({c for cs in done["cells"] for c in cs.split(",")})),
+        "seeds": seeds,
+    }
+    return paths + save(fig, ctx.out, "fig_transfer_phase", prov)
