@@ -5,8 +5,9 @@ arithmetic.
 The step is the trainer's own (`toolkit.train.loop.setup` / `train_step` on a run config, default
 `experiments/runs/tiny-mllm.yaml`). Dispatch is read two ways: (1) the same step with every stream's
 batch cut to 1 sequence (the arithmetic shrinks by the batch factor, the operator count does not),
-(2) the number of operators a step launches (torch.profiler) times the measured cost of an empty
-operator call. Run from the repository root:
+(2) the number of operators a step launches (torch.profiler, nested calls counted) times the measured
+cost of an empty operator call. A third row takes the step as the trainer does by default, streams of
+about equal length merged into one pass (`optim.merge_streams`). Run from the repository root:
 
     .venv/bin/python benchmarks/step_profile.py [RUN.yaml] [key=value ...] [--steps 20] [--threads 2]
 """
@@ -44,12 +45,14 @@ def build(config: str, overrides: list[str], out: Path, batch_one: bool):
 
 
 def timed_parts(run, mixture, optimizer, steps: int) -> dict[str, float]:
-    """Median milliseconds per part of a step, the step taken part by part as train_step does."""
+    """Median milliseconds per part of a step, the step taken part by part as train_step does (its
+    pass plan: streams merged into one pass when `optim.merge_streams`)."""
     parts: dict[str, list[float]] = {}
 
     def note(name, t0):
-        parts.setdefault(name, []).append(0.0)
-        parts[name][-1] += (time.perf_counter() - t0) * 1e3
+        parts.setdefault(name, [0.0] * (step + 1))
+        parts[name] += [0.0] * (step + 1 - len(parts[name]))
+        parts[name][step] += (time.perf_counter() - t0) * 1e3
         return time.perf_counter()
 
     for step in range(steps):
@@ -58,9 +61,12 @@ def timed_parts(run, mixture, optimizer, steps: int) -> dict[str, float]:
         batches = mixture.next_batch()
         t = note("data", t)
         count = sum(run.model.loss_targets(b.input_ids, b.attention_mask, b.loss_mask).sum() for b in batches.values())
-        for name, b in batches.items():
-            loop._forward_backward(run, b, name, step, torch.as_tensor(count, dtype=torch.float32), True)
-            t = note(f"fwd+bwd {name}", t)
+        count = torch.as_tensor(count, dtype=torch.float32)
+        shapes = {n: b.input_ids.shape for n, b in batches.items()}
+        passes = loop.pass_plan(shapes) if run.cfg.optim.merge_streams else [[n] for n in sorted(batches)]
+        for names in passes:
+            loop._forward_backward(run, batches, names, step, count, True)
+            t = note("fwd+bwd " + "+".join(names), t)
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), 1.0)
         t = note("clip", t)
         optimizer.step()
@@ -68,7 +74,8 @@ def timed_parts(run, mixture, optimizer, steps: int) -> dict[str, float]:
         for b in batches.values():
             loop.batch_digests(b)
         note("digests", t)
-    return {name: statistics.median(v[2:] if len(v) > 4 else v) for name, v in parts.items()}
+    skip = 2 if steps > 4 else 0
+    return {name: statistics.median(v[skip:]) for name, v in parts.items()}
 
 
 def operator_count(run, mixture, optimizer) -> int:
@@ -98,8 +105,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"data.world={tmp}/world", *args.overrides]
         rows = {}
-        for label, one in (("configured batches", False), ("1 sequence per stream", True)):
-            run, mixture, optimizer = build(args.config, overrides, Path(tmp) / label.replace(" ", "-"), one)
+        variants = (
+            ("configured batches, one pass per stream", False, ["optim.merge_streams=false"]),
+            ("1 sequence per stream, one pass per stream", True, ["optim.merge_streams=false"]),
+            ("configured batches, streams merged by length (default)", False, ["optim.merge_streams=true"]),
+        )
+        for label, one, extra in variants:
+            run, mixture, optimizer = build(args.config, [*overrides, *extra], Path(tmp) / str(len(rows)), one)
             parts = timed_parts(run, mixture, optimizer, args.steps)
             ops = operator_count(run, mixture, optimizer)
             rows[label] = (parts, ops)
@@ -112,9 +124,9 @@ def main() -> None:
         for name, ms in parts.items():
             print(f"| {name} | {ms:.2f} | {ms / total:.0%} |")
         print()
-    full = sum(rows["configured batches"][0].values())
-    one = sum(rows["1 sequence per stream"][0].values())
-    print(f"a step at 1 sequence per stream takes {one / full:.0%} of the configured step's time")
+    full, one, merged = (sum(parts.values()) for parts, _ in rows.values())
+    print(f"a step at 1 sequence per stream takes {one / full:.0%} of the configured step's time (fixed cost)")
+    print(f"merging streams by length: {full / merged:.2f}x the steps per second of one pass per stream")
 
 
 if __name__ == "__main__":

@@ -336,7 +336,7 @@ def test_nan_stops_with_the_step_and_keeps_a_resumable_checkpoint(small_world, t
     cfg = run_config_from_dict(run_dict(small_world, steps=10))
     with pytest.raises(
         TrainingError,
-        match="non-finite loss at step 6 in stream 'interleaved'; the last good checkpoint is .*step-0000004",
+        match="non-finite loss at step 6 in streams? '[a-z, ]+'( \\(one pass\\))?; the last good checkpoint is .*step-0000004",
     ):
         run_training(cfg, tmp_path / "r", before_step=_nan_at(6))
     assert [r["step"] for r in metrics(tmp_path / "r")] == list(range(1, 6))
@@ -440,3 +440,38 @@ def test_token_weighted_loss_is_one_mean_over_all_streams(small_world, tmp_path)
         for n in expected
     ]
     assert float(torch.cat([a.flatten() for a in agree]).float().mean()) > 0.99
+
+
+def test_streams_merged_into_one_pass_train_as_separate_passes(small_world, tmp_path, monkeypatch):
+    """optim.merge_streams: the same per-stream losses, batch hashes and weights as one pass per
+    stream (fp32; the sums only reassociate), with the image rows and text-only rows in one batch."""
+    from toolkit.train import loop
+    from toolkit.train.loop import pass_plan
+
+    merged_passes = []
+    real_merge = loop.merge_batches
+    monkeypatch.setattr(loop, "merge_batches", lambda bs, pad: merged_passes.append(len(bs)) or real_merge(bs, pad))
+    runs = {}
+    for merge in (True, False):
+        data = run_dict(small_world, steps=4)
+        data["optim"] = {"merge_streams": merge}
+        run_training(run_config_from_dict(data), tmp_path / str(merge))
+        rows = [json.loads(line) for line in (tmp_path / str(merge) / "metrics.jsonl").read_text().splitlines()]
+        weights = load_file(str(tmp_path / str(merge) / "checkpoints" / "step-0000004" / "model.safetensors"))
+        runs[merge] = (rows, weights)
+    (merged, w_merged), (separate, w_separate) = runs[True], runs[False]
+    assert len(merged) == len(separate) == 4
+    assert merged_passes == [3] * 4  # all three streams in one pass at every step of the merged run
+    for a, b in zip(merged, separate, strict=True):
+        assert {k for k in a if k.startswith("batch/")} == {"batch/text", "batch/pairs", "batch/interleaved"}
+        for key in a:
+            if key.startswith("batch/"):
+                assert a[key] == b[key]
+            elif key.startswith("loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-5), key
+    for name, tensor in w_separate.items():
+        assert torch.allclose(w_merged[name], tensor, atol=1e-5), name
+    # The plan: short caption streams together, long text streams together, never one with the other.
+    shapes = {"text": (32, 128), "pairs": (64, 22), "rendered": (4, 18), "interleaved": (4, 110)}
+    assert pass_plan(shapes) == [["pairs", "rendered"], ["interleaved", "text"]]
+    assert pass_plan({"a": (8, 20), "b": (8, 120)}) == [["a"], ["b"]]

@@ -128,3 +128,25 @@ def test_attentive_resampler_matches_the_kosmos2_connector_with_mapped_weights()
         want = reference(feats)[0]
         got = model.resampler(feats)
     assert (got - want).abs().max() <= 1e-6
+
+
+def test_conv_stem_gives_the_patch_grid_from_stride_2_convolutions():
+    from toolkit.config import ConfigError
+    from toolkit.model.config import VisionConfig
+
+    cfg = VisionConfig(kind="vit", image_size=32, patch_size=8, width=64, layers=1, heads=4, mlp_dim=64, stem="conv")
+    tower = VISION.get("vit")(cfg)
+    convs = [m for m in tower.patch_embed if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2)] * 3 + [(1, 1)] and convs[-1].out_channels == 64
+    tower.init_weights()
+    assert tower(torch.randn(3, 3, 32, 32)).shape == (3, 16, 64)  # the same 4x4 grid as patch 8
+    # Local: a corner pixel reaches only the tokens of the 2x2 corner (receptive field 15 px), before attention.
+    x = torch.zeros(1, 3, 32, 32)
+    y = x.clone()
+    y[0, :, 2, 2] = 1.0
+    diff = (tower.patch_embed(y) - tower.patch_embed(x)).abs().sum(1)[0]
+    assert diff[0, 0] > 0 and diff[2:, :].sum() == 0 and diff[:, 2:].sum() == 0
+    with pytest.raises(ConfigError, match="vision.stem=conv needs a power-of-2 vision.patch_size, not 6"):
+        VisionConfig(kind="vit", image_size=36, patch_size=6, stem="conv")
+    with pytest.raises(ConfigError, match="vision.stem"):
+        VisionConfig(kind="vit", stem="resnet")

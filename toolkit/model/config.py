@@ -60,6 +60,10 @@ class VisionConfig:
     freeze: str = "all_but_last"  # all | all_but_last | none: which tower parameters stay trainable
     image_size: int = 224  # input resolution (pixels, square)
     patch_size: int = 14
+    # vit: how pixels become patch tokens. patch: one strided convolution per patch (ViT) | conv: a stack
+    # of 3x3 stride-2 convolutions down to the patch grid, then a 1x1 projection (Xiao et al. 2021,
+    # "Early convolutions help transformers see better"); patch_size must then be a power of 2.
+    stem: str = "patch"
     width: int = 1024  # tower hidden size (CLIP ViT-L/14: 1024)
     layers: int = 24
     heads: int = 16
@@ -70,6 +74,9 @@ class VisionConfig:
 
     def __post_init__(self) -> None:
         _choice("vision.freeze", self.freeze, ("all", "all_but_last", "none"))
+        _choice("vision.stem", self.stem, ("patch", "conv"))
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ConfigError(f"vision.stem=conv needs a power-of-2 vision.patch_size, not {self.patch_size}")
         if self.post_layernorm and self.kind != "clip":
             raise ConfigError(f"vision.post_layernorm applies to vision.kind: clip, not '{self.kind}'")
         if self.image_size % self.patch_size:

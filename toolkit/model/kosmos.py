@@ -33,6 +33,8 @@ class KosmosOutput:
     logits: Tensor | None  # (B, T, vocab); None when the forward was asked for the loss only
     loss: Tensor | None = None  # mean next-token NLL over text targets
     num_loss_tokens: Tensor | None = None  # how many targets the loss averages over
+    group_nll: Tensor | None = None  # (G,) summed NLL per row group (forward's loss_groups)
+    group_tokens: Tensor | None = None  # (G,) targets per row group
     hidden: Tensor | None = None  # (B, T, dim) final hidden states
     cache: KVCache | None = None
     attentions: list[Tensor] | None = None
@@ -157,12 +159,15 @@ class KosmosModel(nn.Module):
         need_weights: bool = False,
         compute_loss: bool = True,
         return_logits: bool = True,
+        loss_groups: Tensor | None = None,
     ) -> KosmosOutput:
         """input_ids (B, T); images (M, C, H, W); attention_mask (B, T), True = real token;
         loss_mask (B, T), False = do not predict this token (e.g. an instruction prompt).
 
         `return_logits=False` (training) computes the loss fused with the output projection, in chunks,
-        without keeping the (B, T, vocab) logits (`toolkit.model.loss`); the output's logits are None."""
+        without keeping the (B, T, vocab) logits (`toolkit.model.loss`); the output's logits are None.
+        `loss_groups` (B,) long gives each row a group (rows of several streams in one batch): the
+        output's `group_nll` and `group_tokens` are then each group's summed NLL and target count."""
         embeds = self.embed(input_ids, images)
         out = self.decoder(embeds, attention_mask, position_ids, cache, use_cache, need_weights)
         with_loss = compute_loss and input_ids.shape[1] > 1
@@ -175,12 +180,22 @@ class KosmosModel(nn.Module):
             B, T, _ = out.hidden.shape
             targets = torch.cat([input_ids[:, 1:], input_ids[:, :1]], dim=1).reshape(-1)
             weight = torch.cat([keep, keep.new_zeros(B, 1)], dim=1).reshape(-1)
+            groups = sums = None
+            if loss_groups is not None:
+                groups = loss_groups[:, None].expand(B, T).reshape(-1)
+                sums = torch.zeros(int(loss_groups.max()) + 1, dtype=torch.float32, device=out.hidden.device)
             if logits is None:
-                total = fused_output_nll(out.hidden.reshape(B * T, -1), self.decoder.output_weight, targets, weight)
+                hidden = out.hidden.reshape(B * T, -1)
+                total = fused_output_nll(hidden, self.decoder.output_weight, targets, weight, None, groups, sums)
             else:
-                nll = F.cross_entropy(logits.reshape(B * T, -1).float(), targets, reduction="none")
-                total = (nll * weight).sum()
+                nll = F.cross_entropy(logits.reshape(B * T, -1).float(), targets, reduction="none") * weight
+                total = nll.sum()
+                if sums is not None:
+                    sums.index_add_(0, groups, nll.detach())
             count = keep.sum()
             result.loss = total / count.clamp(min=1)
             result.num_loss_tokens = count
+            if sums is not None:
+                result.group_nll = sums
+                result.group_tokens = torch.zeros_like(sums).index_add_(0, loss_groups, keep.sum(1).float())
         return result

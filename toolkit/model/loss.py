@@ -32,7 +32,9 @@ def _compute_dtype(t: Tensor) -> torch.dtype:
 
 class _FusedOutputNLL(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, row_weight: Tensor, chunk: int) -> Tensor:
+    def forward(
+        ctx, hidden: Tensor, weight: Tensor, targets: Tensor, row_weight: Tensor, chunk: int, groups, group_sums
+    ) -> Tensor:
         dtype = _compute_dtype(hidden)
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         needs_grad = want_h or want_w
@@ -49,6 +51,8 @@ class _FusedOutputNLL(torch.autograd.Function):
                 rw = row_weight[rows].float()
                 picked = logp.gather(1, tgt[:, None])[:, 0]
                 total = total - (picked * rw).sum()
+                if group_sums is not None:
+                    group_sums.index_add_(0, groups[rows], -(picked * rw))
                 if not needs_grad:
                     continue
                 # d NLL / d logits = softmax - one_hot(target), per row, times the row's weight.
@@ -73,15 +77,25 @@ class _FusedOutputNLL(torch.autograd.Function):
         scale = grad_out.float()
         dh = (grad_h.float() * scale).to(ctx.dtypes[0]) if has_h else None
         dw = (grad_w * scale).to(ctx.dtypes[1]) if has_w else None
-        return dh, dw, None, None, None
+        return dh, dw, None, None, None, None, None
 
 
-def fused_output_nll(hidden: Tensor, weight: Tensor, targets: Tensor, row_weight: Tensor, chunk: int | None = None):
+def fused_output_nll(
+    hidden: Tensor,
+    weight: Tensor,
+    targets: Tensor,
+    row_weight: Tensor,
+    chunk: int | None = None,
+    groups: Tensor | None = None,
+    group_sums: Tensor | None = None,
+):
     """sum_r row_weight[r] * -log softmax(hidden[r] @ weight.T)[targets[r]] as an fp32 scalar.
 
     hidden (N, dim), weight (V, dim), targets (N,) long, row_weight (N,) (0 = not counted).
-    `chunk`: rows per chunk; by default about CHUNK_ELEMENTS logits."""
+    `chunk`: rows per chunk; by default about CHUNK_ELEMENTS logits. With `groups` (N,) long and
+    `group_sums` (G,) fp32, each row's weighted NLL is also added to its group's sum (no gradient):
+    several streams in one pass keep their own losses."""
     if chunk is None:
         per_chunk = CHUNK_ELEMENTS.get(hidden.device.type, CHUNK_ELEMENTS["cuda"])
         chunk = max(1, per_chunk // weight.shape[0])
-    return _FusedOutputNLL.apply(hidden, weight, targets, row_weight, chunk)
+    return _FusedOutputNLL.apply(hidden, weight, targets, row_weight, chunk, groups, group_sums)

@@ -112,6 +112,20 @@ class ViTBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.ln_2(x))))
 
 
+def conv_stem(cfg: VisionConfig) -> nn.Sequential:
+    """log2(patch_size) 3x3 stride-2 convolutions (channels doubling up to `width`, GELU between),
+    then a 1x1 projection: the same patch grid as a patch embedding, from local features."""
+    n = cfg.patch_size.bit_length() - 1
+    widths = [max(8, cfg.width >> (n - 1 - i)) for i in range(n)]
+    layers: list[nn.Module] = []
+    channels = cfg.channels
+    for w in widths:
+        layers += [nn.Conv2d(channels, w, 3, stride=2, padding=1), nn.GELU()]
+        channels = w
+    layers.append(nn.Conv2d(channels, cfg.width, 1))
+    return nn.Sequential(*layers)
+
+
 @VISION.register("vit")
 class SmallViT(nn.Module):
     """A pre-LN ViT without CLS token for the synthetic world (patch embedding + learned positions)."""
@@ -123,7 +137,11 @@ class SmallViT(nn.Module):
         self.out_dim = cfg.width
         self.num_tokens = grid * grid
         self.image_size = cfg.image_size
-        self.patch_embed = nn.Conv2d(cfg.channels, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        self.patch_embed = (
+            conv_stem(cfg)
+            if cfg.stem == "conv"
+            else nn.Conv2d(cfg.channels, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        )
         self.pos_embed = nn.Parameter(torch.empty(1, grid * grid, cfg.width))
         self.blocks = nn.ModuleList(ViTBlock(cfg) for _ in range(cfg.layers))
         self.ln_post = nn.LayerNorm(cfg.width)
@@ -132,7 +150,9 @@ class SmallViT(nn.Module):
         return self.blocks[-1]
 
     def init_weights(self) -> None:
-        self.patch_embed.reset_parameters()
+        for module in self.patch_embed.modules():
+            if isinstance(module, nn.Conv2d):
+                module.reset_parameters()
         nn.init.normal_(self.pos_embed, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):

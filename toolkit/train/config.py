@@ -46,6 +46,10 @@ class OptimConfig:
     # streams: the sum of per-stream token means. On the tiny world, summing stream means left the
     # MLLM's text loss at 0.62 after 1500 steps against 0.30 for the LLM arm; one token mean gave 0.30.
     loss_weighting: str = "tokens"
+    # tokens weighting: streams of a micro-step whose sequences are about as long run as one batch, in
+    # one forward and backward (the same loss and gradient; each pass has a fixed cost that dominates
+    # tiny steps: benchmarks/step_profile.py). Each stream keeps its own logged loss.
+    merge_streams: bool = True
 
     def __post_init__(self) -> None:
         if self.loss_weighting not in ("streams", "tokens"):

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_model as st_load_model
 
 from toolkit.config import ConfigError
+from toolkit.data.format import Batch
 from toolkit.data.mixture import Mixture
 from toolkit.data.tokenizer import Tokenizer, load_tokenizer
 from toolkit.model.build import WEIGHTS_FILE, build_model
@@ -282,12 +283,15 @@ def train_step(run: Run, mixture: Mixture, optimizer: torch.optim.Optimizer, ste
             step_tokens = all_reduce_sum(torch.as_tensor(local, dtype=torch.float32, device=info.device), info).clamp(
                 min=1
             )
-        for i, name in enumerate(names):
+        merge = cfg.optim.merge_streams and step_tokens is not None
+        passes = pass_plan({n: b.input_ids.shape for n, b in batches.items()}) if merge else [[n] for n in names]
+        for i, group in enumerate(passes):
+            last = micro == accum - 1 and i == len(passes) - 1
+            for name, (total, count) in _forward_backward(run, batches, group, step, step_tokens, last).items():
+                sums[name] = sums.get(name, 0.0) + total
+                counts[name] = counts.get(name, 0.0) + count
+        for name in names:
             b = batches[name]
-            last = micro == accum - 1 and i == len(names) - 1
-            total, count = _forward_backward(run, b, name, step, step_tokens, last)
-            sums[name] = sums.get(name, 0.0) + total
-            counts[name] = counts.get(name, 0.0) + count
             digests.setdefault(name, []).extend(batch_digests(b))
             tokens += int(b.attention_mask.sum())
     clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")
@@ -309,9 +313,60 @@ def train_step(run: Run, mixture: Mixture, optimizer: torch.optim.Optimizer, ste
     return metrics
 
 
-def _forward_backward(run: Run, b, name: str, step: int, step_tokens, last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward and backward of one stream's micro-batch; returns its summed NLL and target count."""
+# A forward+backward pass costs about this many tokens' work before its first token (dispatch of a
+# few thousand small operators; benchmarks/step_profile.py on the tiny preset, 2 CPU cores).
+PASS_OVERHEAD_TOKENS = 512
+
+
+def pass_plan(shapes: dict[str, tuple[int, int]], overhead: int = PASS_OVERHEAD_TOKENS) -> list[list[str]]:
+    """Which streams' batches (name -> (rows, length)) run together in one pass: taken by length, a
+    stream joins the pass before it when the padding that adds costs less than a pass of its own."""
+    order = sorted(shapes, key=lambda n: (shapes[n][1], n))
+    passes: list[list[str]] = []
+    for name in order:
+        rows, length = shapes[name]
+        if passes:
+            group = passes[-1]
+            width = max(shapes[n][1] for n in group)
+            padding = sum(shapes[n][0] for n in group) * max(0, length - width) + rows * max(0, width - length)
+            if padding < overhead:
+                group.append(name)
+                continue
+        passes.append([name])
+    return [sorted(group) for group in passes]
+
+
+def merge_batches(batches: list[Batch], pad: int) -> Batch:
+    """Rows of several batches as one right-padded batch (images in the rows' order)."""
+    width = max(b.input_ids.shape[1] for b in batches)
+
+    def widen(t: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    ids = torch.cat([widen(b.input_ids, pad) for b in batches])
+    mask = torch.cat([widen(b.attention_mask, False) for b in batches])
+    loss_mask = None
+    if any(b.loss_mask is not None for b in batches):
+        loss_mask = torch.cat(
+            [
+                widen(b.loss_mask if b.loss_mask is not None else torch.ones_like(b.attention_mask), False)
+                for b in batches
+            ]
+        )
+    chunks = [b.images for b in batches if b.images is not None]
+    return Batch(ids, mask, torch.cat(chunks) if chunks else None, loss_mask)
+
+
+def _forward_backward(
+    run: Run, batches: dict, names: list[str], step: int, step_tokens, last: bool
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Forward and backward of one pass over the batches of `names` (one stream, or several merged);
+    returns each stream's summed NLL and target count."""
     info, net, accum = run.info, run.net, run.cfg.optim.grad_accum
+    b = batches[names[0]] if len(names) == 1 else merge_batches([batches[n] for n in names], run.tokenizer.special.pad)
+    groups = None
+    if len(names) > 1:
+        groups = torch.cat([torch.full((batches[n].input_ids.shape[0],), i) for i, n in enumerate(names)])
     sync = contextlib.nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync()
     with sync:
         with run.autocast:
@@ -321,6 +376,7 @@ def _forward_backward(run: Run, b, name: str, step: int, step_tokens, last: bool
                 b.attention_mask.to(info.device),
                 None if b.loss_mask is None else b.loss_mask.to(info.device),
                 return_logits=False,  # the loss fused with the output layer
+                loss_groups=None if groups is None else groups.to(info.device),
             )
         n_targets = out.num_loss_tokens.detach().float()
         count = step_tokens if step_tokens is not None else all_reduce_sum(n_targets, info).clamp(min=1)
@@ -329,9 +385,12 @@ def _forward_backward(run: Run, b, name: str, step: int, step_tokens, last: bool
         if not torch.isfinite(loss):
             last_good = run.state.last_checkpoint
             kept = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
-            raise TrainingError(f"non-finite loss at step {step} in stream '{name}'; {kept}")
+            where = f"stream '{names[0]}'" if len(names) == 1 else f"streams '{', '.join(names)}' (one pass)"
+            raise TrainingError(f"non-finite loss at step {step} in {where}; {kept}")
         loss.backward()
-    return total.detach(), n_targets
+    if groups is None:
+        return {names[0]: (total.detach(), n_targets)}
+    return {n: (out.group_nll[i], out.group_tokens[i]) for i, n in enumerate(names)}
 
 
 def batch_digests(b) -> list[bytes]:
