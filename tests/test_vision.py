@@ -146,6 +146,13 @@ def test_conv_stem_gives_the_patch_grid_from_stride_2_convolutions():
     y[0, :, 2, 2] = 1.0
     diff = (tower.patch_embed(y) - tower.patch_embed(x)).abs().sum(1)[0]
     assert diff[0, 0] > 0 and diff[2:, :].sum() == 0 and diff[:, 2:].sum() == 0
+    # layers: 0 is a convolutional tower (the stem, then the final LayerNorm); its last layer is the stem.
+    cnn = VISION.get("vit")(VisionConfig(kind="vit", image_size=32, patch_size=8, width=64, layers=0, stem="conv"))
+    cnn.init_weights()
+    assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, 16, 64) and cnn.last_layer() is cnn.patch_embed
+    apply_freeze(cnn, "all_but_last")
+    assert all(p.requires_grad for p in cnn.patch_embed.parameters())
+    assert not any(p.requires_grad for p in cnn.ln_post.parameters())
     with pytest.raises(ConfigError, match="vision.stem=conv needs a power-of-2 vision.patch_size, not 6"):
         VisionConfig(kind="vit", image_size=36, patch_size=6, stem="conv")
     with pytest.raises(ConfigError, match="vision.stem"):

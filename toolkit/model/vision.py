@@ -147,7 +147,7 @@ class SmallViT(nn.Module):
         self.ln_post = nn.LayerNorm(cfg.width)
 
     def last_layer(self) -> nn.Module:
-        return self.blocks[-1]
+        return self.blocks[-1] if len(self.blocks) else self.patch_embed  # layers: 0 is a convolutional tower
 
     def init_weights(self) -> None:
         for module in self.patch_embed.modules():
