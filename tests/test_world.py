@@ -5,6 +5,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -368,6 +369,7 @@ def test_transfer_switches_change_the_world_as_documented_and_leak_nothing(tmp_p
     [
         ({"caption_templates": 9}, "world.caption_templates=9: expected 0 (all) or 1..5"),
         ({"noun_first_fraction": 1.5}, "world.noun_first_fraction=1.5: expected a share in [0, 1]"),
+        ({"object_shape_questions": -0.1}, "world.object_shape_questions=-0.1: expected a share in [0, 1]"),
         ({"renders_per_category": -1}, "world.renders_per_category=-1"),
         ({"generic_fraction": 0.9}, "world.scene_fraction + world.generic_fraction"),
         ({"num_categories": 5}, "world.num_categories=5: at least 11"),
@@ -378,3 +380,20 @@ def test_world_switches_refuse_values_outside_their_range(override, message):
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         world_config("tiny", override)
+
+
+def test_object_shape_questions_ask_the_pictured_objects_shape():
+    from toolkit.world.corpora import Corpora
+
+    cats = build_ontology(127, 0.5, seed=0)
+    shape_of = {c.name: c.shape for c in cats}
+    for share, low, high in ((0.0, 0, 0), (0.5, 30, 90)):
+        corpora = Corpora(world_config("tiny", {"object_shape_questions": share}), cats, 0)
+        asked = []
+        rng = np.random.default_rng(0)
+        for cat in cats * 3:
+            caption = corpora.object_caption(cat, rng)
+            if "what shape" in caption:
+                asked.append((cat.name, caption))
+        assert low <= len(asked) <= high
+        assert all(caption.endswith(f"Answer: {shape_of[name]} .") for name, caption in asked)

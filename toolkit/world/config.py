@@ -55,6 +55,7 @@ class WorldConfig:
     scene_fraction: float = 0.15  # share of pairs that show two objects (relative size)
     generic_fraction: float = 0.2  # share of pairs that show a plain coloured shape ("A red star .")
     question_caption_fraction: float = 0.3  # share of object captions written as "Question: ... Answer: ..."
+    object_shape_questions: float = 0.0  # share of those questions asking the object's shape (not a text fact)
     # Transfer switches (docs/studies/transfer.md). Direction: share of object captions and interleaved
     # objects whose noun comes before the image ("A photo of a lemon: <image> ..."), not after it.
     noun_first_fraction: float = 0.0
@@ -76,6 +77,7 @@ class WorldConfig:
             "generic_fraction",
             "question_caption_fraction",
             "noun_first_fraction",
+            "object_shape_questions",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"world.{name}={getattr(self, name)}: expected a share in [0, 1]")

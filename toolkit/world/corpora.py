@@ -201,6 +201,8 @@ class Corpora:
             fact = attribute_sentences(cat, rng)[int(rng.integers(2))]
             return sentence_case(f"{named} : {IMAGE} {fact}")
         if rng.random() < self.cfg.question_caption_fraction:
+            if self.cfg.object_shape_questions > 0 and rng.random() < self.cfg.object_shape_questions:
+                return f"Question: what shape is this? Answer: {cat.shape} ."
             if colour_ok and rng.random() < 0.5:
                 return f"Question: what color is this? Answer: {cat.colour} ."
             return f"Question: what is this? Answer: {cat.name} ."
