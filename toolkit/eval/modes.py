@@ -96,7 +96,7 @@ def generate(
 @MODES.register("probe")
 def probe(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], prompts: FewShotPrompts) -> list[Prediction]:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -106,16 +106,27 @@ def probe(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], prompt
     fit = np.array([ex.meta.get("group") == "grounded" for ex in examples])
     if fit.sum() < 4 or len(set(labels[fit])) < 2:
         raise ValueError(f"task {spec.name}: a probe needs grounded examples of at least two answers to fit on")
-    # Folds stratified by answer, as many as the rarest grounded answer allows (2..5).
+    # Folds stratified by answer, as many as the rarest grounded answer allows (2..5); plain folds when
+    # an answer has a single grounded example (a small evaluation limit).
     rarest = int(np.unique(labels[fit], return_counts=True)[1].min())
-    folds = StratifiedKFold(n_splits=max(2, min(5, rarest)), shuffle=True, random_state=0)
+    if rarest >= 2:
+        folds = StratifiedKFold(n_splits=min(5, rarest), shuffle=True, random_state=0)
+    else:
+        folds = KFold(n_splits=min(5, int(fit.sum())), shuffle=True, random_state=0)
 
     def classifier():
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=0))
 
-    held_out = [
-        cross_val_predict(classifier(), states[fit, layer], labels[fit], cv=folds) for layer in range(states.shape[1])
-    ]
+    def cross_validated(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        out = np.empty(len(y), dtype=object)
+        for train, test in folds.split(x, y):
+            if len(set(y[train])) < 2:  # a fold with one answer to learn predicts it
+                out[test] = y[train][0]
+            else:
+                out[test] = classifier().fit(x[train], y[train]).predict(x[test])
+        return out
+
+    held_out = [cross_validated(states[fit, layer], labels[fit]) for layer in range(states.shape[1])]
     layer = int(np.argmax([np.mean(p == labels[fit]) for p in held_out]))
     clf = classifier().fit(states[fit, layer], labels[fit])
     predicted = np.empty(len(examples), dtype=object)
