@@ -251,3 +251,20 @@ def test_progress_reports_finished_cells_with_time_left_and_the_running_cells_st
     done = [line for line in lines if line.startswith("[1/2]")]
     assert len(done) == 1 and f"{cells[0].id}" in done[0] and ": done (" in done[0] and "s left)" in done[0]
     assert progress.running() == [f"{cells[1].id} {cells[1].label} seed={cells[1].seed}: step 20/40"]
+
+
+def test_a_world_named_by_other_settings_that_build_it_is_the_same_cell():
+    """Cell ids name the world by identity (seed and full config), not by the overrides that name it:
+    the transfer studies' default levels (a switch set to its default, or not set) are one cell, so
+    they are trained once; a level that changes the world is another."""
+    studies = ROOT / "experiments" / "studies"
+
+    def default_cell(name, key, value):
+        cells = load_grid(studies / f"{name}.yaml").cells()
+        return {c.id for c in cells if c.overrides.get(key) == value and c.overrides["name"] == "mllm" and c.seed == 0}
+
+    direction = default_cell("transfer-direction", "data.world_overrides.noun_first_fraction", 0.0)
+    width = default_cell("transfer-width", "model.decoder.dim", 128)
+    bridge = default_cell("transfer-bridge", "data.world_overrides.vision_only_fraction", 0.5)
+    assert len(direction) == 1 and direction == width == bridge
+    assert default_cell("transfer-direction", "data.world_overrides.noun_first_fraction", 0.5).isdisjoint(direction)

@@ -181,8 +181,10 @@ class Grid:
 
 
 def identity_dict(cfg: RunConfig, worlds: dict | None = None) -> dict[str, Any]:
-    """What a run's results depend on: its resolved config with the world's location replaced by the
-    world's identity (toolkit.world.build.world_identity), and the version of the rule that orders
+    """What a run's results depend on: its resolved config with the world's location and the settings
+    it is built from replaced by the world's identity (toolkit.world.build.world_identity: its seed and
+    full config, so a world named by other overrides that build the same world is the same), and the
+    version of the rule that orders
     the data streams. Cell ids and training keys hash it. `worlds` memoises identities across the
     cells of a grid (one world.json read per world, not per cell)."""
     d = to_dict(cfg)
@@ -192,6 +194,8 @@ def identity_dict(cfg: RunConfig, worlds: dict | None = None) -> dict[str, Any]:
     if key not in worlds:
         worlds[key] = world_identity(data.world, data.world_preset, data.world_seed, data.world_overrides)
     d["data"]["world"] = worlds[key]
+    for setting in ("world_preset", "world_seed", "world_overrides"):  # in the identity (seed and full config)
+        d["data"].pop(setting, None)
     d["data_order"] = ORDER_VERSION
     return d
 
