@@ -57,14 +57,14 @@ def write_csv(df, out: Path, name: str) -> Path:
 def layer_states(model, sequences: list[list[int]], images: list[torch.Tensor | None], batch_size: int = 32):
     """Per sequence: a list over layers (0 = input embeddings, then each block) of (T, dim) states."""
     from toolkit.data.format import collate
-    from toolkit.interp.hooks import cache_activations
+    from toolkit.interp.hooks import cache_activations, residual_stream
 
     tok = model.cfg.tokens
     out = []
     for start in range(0, len(sequences), batch_size):
         seqs, ims = sequences[start : start + batch_size], images[start : start + batch_size]
         b = collate(seqs, tok, images=ims)
-        names = ["hook_embeds"] + [f"decoder.layers.{i}.hook_resid_post" for i in range(len(model.decoder.layers))]
+        names = residual_stream(model)
         with cache_activations(model, names) as cache:
             model(b.input_ids, b.images, b.attention_mask, compute_loss=False)
         for row, seq in enumerate(seqs):

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from paper_figures.common import Context, write_rows_csv
+from paper_figures.common import Context, comparison_columns, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
 from toolkit.grid.results import compare_grid
 
@@ -49,12 +49,7 @@ def effects(ctx: Context) -> pd.DataFrame:
                     "eval": c.eval,
                     "group": c.group or "all",
                     "what": what[(c.eval, c.group)],
-                    "effect": comp.effect,
-                    "ci_lo": comp.ci95[0],
-                    "ci_hi": comp.ci95[1],
-                    "p": comp.p_value,
-                    "seeds": comp.n_seeds,
-                    "examples": comp.n_examples,
+                    **comparison_columns(comp),
                 }
             )
     return pd.DataFrame(rows)

@@ -11,9 +11,9 @@ import math
 
 import pandas as pd
 
-from paper_figures.common import Context, write_rows_csv
+from paper_figures.common import Context, comparison_columns, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
-from toolkit.grid.results import collect, compare_arms, summarize
+from toolkit.grid.results import collect, compare_grid, summarize
 from toolkit.grid.spec import select_arm
 
 # (study grid, lever key in its arms, what the lever is)
@@ -27,6 +27,7 @@ LEVERS = [
     ("transfer-width", "model.decoder.dim", "decoder width"),
 ]
 KINDS = [("expressed", "world-colour"), ("latent", "world-colour-latent")]
+KIND_OF = {ev: kind for kind, ev in KINDS}
 TITLES = {"expressed": "expressed: asked in text", "latent": "latent: probe on text states"}
 GROUP = "vision_only"
 
@@ -55,32 +56,23 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
         cells = grid.cells()
         stored = collect(grid, ctx.results)
         summary = summarize(stored) if not stored.empty else None
-        for a_sel, b_sel in grid.spec.compare:
-            level = _level(a_sel, key)
-            for kind, ev in KINDS:
-                row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": ev, "group": GROUP}
-                try:
-                    a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
-                    comp = compare_arms(grid, a, b, ev, GROUP, ctx.results)
-                except (ValueError, FileNotFoundError) as err:  # not run (yet)
-                    rows.append({**row, "missing": str(err)})
-                    continue
-                ids = sorted(c.id for c in cells if c.label in (a, b))
-                rows.append(
-                    {
-                        **row,
-                        "mllm": _arm_mean(summary, a, ev),
-                        "llm": _arm_mean(summary, b, ev),
-                        "effect": comp.effect,
-                        "ci_lo": comp.ci95[0],
-                        "ci_hi": comp.ci95[1],
-                        "p": comp.p_value,
-                        "seeds": comp.n_seeds,
-                        "examples": comp.n_examples,
-                        "cells": ",".join(ids),
-                        "missing": "",
-                    }
-                )
+        for c in compare_grid(grid, ctx.results, [(ev, GROUP) for _, ev in KINDS]):
+            level, kind = _level(c.a, key), KIND_OF[c.eval]
+            row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": c.eval, "group": GROUP}
+            if c.comparison is None:  # not run (yet)
+                rows.append({**row, "missing": c.reason})
+                continue
+            a, b = select_arm(cells, c.a), select_arm(cells, c.b)
+            rows.append(
+                {
+                    **row,
+                    "mllm": _arm_mean(summary, a, c.eval),
+                    "llm": _arm_mean(summary, b, c.eval),
+                    **comparison_columns(c.comparison),
+                    "cells": ",".join(sorted(cell.id for cell in cells if cell.label in (a, b))),
+                    "missing": "",
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 from toolkit.data.format import collate, image_span
 from toolkit.data.images import ImageTransform
 from toolkit.data.tokenizer import Tokenizer
-from toolkit.interp.hooks import cache_activations
+from toolkit.interp.hooks import cache_activations, residual_stream
 from toolkit.model.generation import ContinuationScore, beam_search, greedy_search, left_pad, score_continuations
 from toolkit.model.kosmos import KosmosModel
 
@@ -52,7 +52,7 @@ class ModelAdapter:
     def states(self, prompts: Sequence[Sequence]) -> torch.Tensor:
         """The residual stream at each prompt's last token, per layer: (prompts, layers + 1, dim), layer
         0 the input embeddings, then each decoder block's output."""
-        names = ["hook_embeds"] + [f"decoder.layers.{i}.hook_resid_post" for i in range(len(self.model.decoder.layers))]
+        names = residual_stream(self.model)
         out = []
         for start in range(0, len(prompts), self.batch_size):
             encoded = [self.encode(p) for p in prompts[start : start + self.batch_size]]

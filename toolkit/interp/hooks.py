@@ -24,6 +24,11 @@ def hook_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, HookPoint)]
 
 
+def residual_stream(model: nn.Module) -> list[str]:
+    """The residual stream's hook points, input embeddings first, then each decoder block's output."""
+    return ["hook_embeds"] + [f"decoder.layers.{i}.hook_resid_post" for i in range(len(model.decoder.layers))]
+
+
 @contextlib.contextmanager
 def hooks(model: nn.Module, fns: dict[str, Callable[[Tensor], Tensor | None]]) -> Iterator[None]:
     """Run with forward hooks on the named hook points; a hook may return a replacement tensor.
