@@ -284,7 +284,7 @@ def train_step(run: Run, mixture: Mixture, optimizer: torch.optim.Optimizer, ste
                 min=1
             )
         merge = cfg.optim.merge_streams and step_tokens is not None
-        passes = pass_plan({n: b.input_ids.shape for n, b in batches.items()}) if merge else [[n] for n in names]
+        passes = pass_plan(_step_shapes(batches, info)) if merge else [[n] for n in names]
         for i, group in enumerate(passes):
             last = micro == accum - 1 and i == len(passes) - 1
             for name, (total, count) in _forward_backward(run, batches, group, step, step_tokens, last).items():
@@ -334,6 +334,16 @@ def pass_plan(shapes: dict[str, tuple[int, int]], overhead: int = PASS_OVERHEAD_
                 continue
         passes.append([name])
     return [sorted(group) for group in passes]
+
+
+def _step_shapes(batches: dict, info: DistInfo) -> dict[str, tuple[int, int]]:
+    """Each stream's (rows, length) for the pass plan, the length the longest over all processes: every
+    process makes the same plan, so they run the same number of forward passes (DDP's collectives)."""
+    local = [(n, int(b.input_ids.shape[0]), int(b.input_ids.shape[1])) for n, b in batches.items()]
+    shapes: dict[str, tuple[int, int]] = {}
+    for name, rows, length in all_gather_lists(local, info) if info.world_size > 1 else local:
+        shapes[name] = (rows, max(length, shapes.get(name, (0, 0))[1]))
+    return shapes
 
 
 def merge_batches(batches: list[Batch], pad: int) -> Batch:
