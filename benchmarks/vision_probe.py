@@ -1,7 +1,7 @@
 """How fast a vision tower can learn what the world's images show, with direct supervision: the tower
 (as `model.vision` of a preset, with overrides), mean-pooled, and a linear head, trained to name the
 shape (or colour) of plain shapes drawn as the world's pairs draw them, then tested on new renders of
-plain shapes and of the world's objects. A calibration instrument: when a tower cannot learn shape
+plain shapes and of objects (shapes drawn at an object's size rank). A calibration instrument: when a tower cannot learn shape
 this way, the MLLM cannot name the objects (each category is one colour-shape pair) whatever the
 mixture. Run from the repository root:
 
@@ -21,24 +21,14 @@ from toolkit.config import parse_overrides
 from toolkit.data.images import ImageTransform
 from toolkit.model import preset_config
 from toolkit.model.vision import build_vision
+from toolkit.train.tower import Renders, labelled_renders
 from toolkit.world.config import world_config
-from toolkit.world.ontology import COLOURS, SHAPES, build_ontology
-from toolkit.world.render import render_generic, render_object
+from toolkit.world.ontology import COLOURS, SHAPES
 
 
-def batch(rng, n: int, attribute: str, objects: bool, cats, transform, size: int, jitter: int):
-    labels = SHAPES if attribute == "shape" else COLOURS
-    xs, ys = [], []
-    for _ in range(n):
-        if objects:
-            cat = cats[int(rng.integers(len(cats)))]
-            image, shape, colour = render_object(cat, size, rng, jitter), cat.shape, cat.colour
-        else:
-            shape, colour = SHAPES[int(rng.integers(len(SHAPES)))], COLOURS[int(rng.integers(len(COLOURS)))]
-            image = render_generic(shape, colour, size, rng, jitter)
-        xs.append(transform(image))
-        ys.append(labels.index(shape if attribute == "shape" else colour))
-    return torch.stack(xs), torch.tensor(ys)
+def batch(rng, n: int, attribute: str, objects: bool, renders: Renders, transform):
+    pixels, shapes, colours = labelled_renders(rng, n, renders, transform, objects=objects)
+    return pixels, shapes if attribute == "shape" else colours
 
 
 def main() -> None:
@@ -57,7 +47,7 @@ def main() -> None:
     model_cfg = preset_config(args.preset, parse_overrides(args.overrides))
     vision = model_cfg.vision
     world = world_config("tiny")
-    cats = build_ontology(world.num_categories, world.vision_only_fraction, 0)
+    renders = Renders(world.image_size, world.colour_jitter)
     transform = ImageTransform(vision.image_size)
     tower = build_vision(vision)
     tower.init_weights()
@@ -66,9 +56,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     rng, test_rng = np.random.default_rng(0), np.random.default_rng(12345)
     tests = {
-        kind: batch(
-            test_rng, 600, args.attribute, kind == "objects", cats, transform, world.image_size, world.colour_jitter
-        )
+        kind: batch(test_rng, 600, args.attribute, kind == "objects", renders, transform)
         for kind in ("plain shapes", "objects")
     }
     described = " ".join(args.overrides) or "preset"
@@ -76,7 +64,7 @@ def main() -> None:
     print("| step | plain shapes | objects | seconds |\n|---|---|---|---|")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        x, y = batch(rng, args.batch, args.attribute, False, cats, transform, world.image_size, world.colour_jitter)
+        x, y = batch(rng, args.batch, args.attribute, False, renders, transform)
         loss = nn.functional.cross_entropy(head(tower(x).mean(1)), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

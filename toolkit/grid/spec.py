@@ -183,10 +183,10 @@ class Grid:
 def identity_dict(cfg: RunConfig, worlds: dict | None = None) -> dict[str, Any]:
     """What a run's results depend on: its resolved config with the world's location and the settings
     it is built from replaced by the world's identity (toolkit.world.build.world_identity: its seed and
-    full config, so a world named by other overrides that build the same world is the same), and the
-    version of the rule that orders
-    the data streams. Cell ids and training keys hash it. `worlds` memoises identities across the
-    cells of a grid (one world.json read per world, not per cell)."""
+    full config, so a world named by other overrides that build the same world is the same), the
+    tower-pretraining settings only when a tower is pretrained (and then not where it is kept), and the
+    version of the rule that orders the data streams. Cell ids and training keys hash it. `worlds`
+    memoises identities across the cells of a grid (one world.json read per world, not per cell)."""
     d = to_dict(cfg)
     data = cfg.data
     key = json.dumps([data.world, data.world_preset, data.world_seed, data.world_overrides], sort_keys=True)
@@ -196,6 +196,10 @@ def identity_dict(cfg: RunConfig, worlds: dict | None = None) -> dict[str, Any]:
     d["data"]["world"] = worlds[key]
     for setting in ("world_preset", "world_seed", "world_overrides"):  # in the identity (seed and full config)
         d["data"].pop(setting, None)
+    if cfg.model.vision.pretrain.steps:  # the tower is a function of the settings here, wherever it is kept
+        d["model"]["vision"]["path"] = "pretrained"
+    else:  # no tower pretraining: its settings have no effect
+        d["model"]["vision"].pop("pretrain")
     d["data_order"] = ORDER_VERSION
     return d
 

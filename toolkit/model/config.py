@@ -54,9 +54,29 @@ class DecoderConfig:
 
 
 @dataclass
+class TowerPretrainConfig:
+    """Supervised pretraining of a `vit` tower before the MLLM trains (the tiny world's stand-in for
+    CLIP): colour and shape of plain shapes drawn by the world's renderer, never a category."""
+
+    steps: int = 0  # 0: none (`vision.path`, when set, must hold a tower already)
+    batch_size: int = 64  # labelled renders per step
+    lr: float = 2e-3
+    seed: int = 0  # one tower for every training seed, as Kosmos-1 used one CLIP
+
+    def __post_init__(self) -> None:
+        for key, low in (("steps", 0), ("batch_size", 1), ("seed", 0)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"vision.pretrain.{key}: must be >= {low}, got {getattr(self, key)}")
+        if self.lr <= 0:
+            raise ConfigError(f"vision.pretrain.lr: must be > 0, got {self.lr}")
+
+
+@dataclass
 class VisionConfig:
     kind: str = "clip"  # clip (transformers CLIPVisionModel) | vit (small ViT from scratch) | none (text-only LLM)
-    path: str | None = None  # clip: local Hugging Face directory to load weights (and shape) from
+    # clip: local Hugging Face directory to load weights (and shape) from. vit: a tower directory
+    # (tower.safetensors + tower.json), built there by `vision.pretrain` when missing.
+    path: str | None = None
     freeze: str = "all_but_last"  # all | all_but_last | none: which tower parameters stay trainable
     image_size: int = 224  # input resolution (pixels, square)
     patch_size: int = 14
@@ -71,6 +91,7 @@ class VisionConfig:
     channels: int = 3
     post_layernorm: bool = False  # clip: apply the tower's post-LayerNorm to every token (Kosmos-2)
     normalize: bool = False  # L2-normalise each feature vector before the resampler (Kosmos-2)
+    pretrain: TowerPretrainConfig = field(default_factory=TowerPretrainConfig)
 
     def __post_init__(self) -> None:
         _choice("vision.freeze", self.freeze, ("all", "all_but_last", "none"))
@@ -79,6 +100,11 @@ class VisionConfig:
             raise ConfigError(f"vision.stem=conv needs a power-of-2 vision.patch_size, not {self.patch_size}")
         if self.post_layernorm and self.kind != "clip":
             raise ConfigError(f"vision.post_layernorm applies to vision.kind: clip, not '{self.kind}'")
+        if self.pretrain.steps and (self.kind != "vit" or not self.path):
+            raise ConfigError(
+                f"vision.pretrain.steps={self.pretrain.steps} needs vision.kind: vit and a vision.path to "
+                f"keep the tower in (kind is '{self.kind}', path is {self.path!r})"
+            )
         if self.image_size % self.patch_size:
             raise ConfigError(
                 f"vision.image_size={self.image_size} is not divisible by vision.patch_size={self.patch_size}"

@@ -1,4 +1,4 @@
-"""Vision towers: CLIP through transformers, or a small ViT trained from scratch.
+"""Vision towers: CLIP through transformers, or a small ViT (from scratch, or a pretrained tower).
 
 A tower maps pixels (M, C, H, W) to features (M, P, width) and exposes `last_layer()` for the freeze
 policy (the paper freezes all CLIP parameters except the last layer).
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.config import ConfigError
 from toolkit.model.attention import AttentionMask, attend
 from toolkit.model.config import VisionConfig
 from toolkit.registry import Registry, UnknownNameError
@@ -20,6 +21,7 @@ from toolkit.registry import Registry, UnknownNameError
 Tensor = torch.Tensor
 log = logging.getLogger(__name__)
 VISION: Registry[type] = Registry("vision tower")
+TOWER_WEIGHTS = "tower.safetensors"  # a pretrained `vit` tower in its directory (toolkit.train.tower)
 
 
 # VisionConfig field -> CLIPVisionConfig field: the one mapping between the two, used both ways.
@@ -150,6 +152,10 @@ class SmallViT(nn.Module):
         return self.blocks[-1] if len(self.blocks) else self.patch_embed  # layers: 0 is a convolutional tower
 
     def init_weights(self) -> None:
+        """Random init, or the pretrained tower in `vision.path`."""
+        if self.cfg.path:
+            load_tower(self, self.cfg.path)
+            return
         for module in self.patch_embed.modules():
             if isinstance(module, nn.Conv2d):
                 module.reset_parameters()
@@ -166,6 +172,25 @@ class SmallViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.ln_post(x)
+
+
+def load_tower(tower: nn.Module, path: str | Path) -> None:
+    """Fill `tower` from `path`/tower.safetensors; every tensor must match in name and shape."""
+    weights = Path(path) / TOWER_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(
+            f"vision.path={path}: no {TOWER_WEIGHTS} there; set vision.pretrain.steps to build a tower there"
+        )
+    from safetensors.torch import load_file
+
+    state = load_file(str(weights))
+    own = tower.state_dict()
+    wrong = sorted(k for k in set(own) | set(state) if k not in own or k not in state or own[k].shape != state[k].shape)
+    if wrong:
+        raise ConfigError(
+            f"{weights}: the tower there has another architecture than model.vision (tensors {wrong[:4]})"
+        )
+    tower.load_state_dict(state)
 
 
 def build_vision(cfg: VisionConfig) -> nn.Module:
