@@ -189,7 +189,12 @@ def test_a_run_whose_first_stage_was_trained_starts_there_and_ends_exactly_as_fr
     assert status["started_from"] == training_key(first.config)  # stage one was not trained again
     assert "started_from" not in json.loads((scratch / "b" / second.id / "status.json").read_text())
     reused, fresh = (root / "b" / second.id / "run" for root in (shared, scratch))
-    steps = [json.loads(line) for line in (reused / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (reused / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "event" not in r]
+    # Started from stage one's run, under a config that adds stage two:
+    # recorded once, at step 4.
+    (event,) = [r for r in rows if "event" in r]
+    assert event["step"] == 4 and set(event["changes"]) == {"stages.1"}
     assert [r["step"] for r in steps] == list(range(1, 8))
     assert [r["loss"] for r in steps] == [
         json.loads(x)["loss"] for x in (fresh / "metrics.jsonl").read_text().splitlines()

@@ -116,22 +116,37 @@ def _nan_at(step_to_break):
     return hook
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path, precision):
+def corrupt(path: Path, how: str) -> None:
+    """Truncate a file to half its size, or flip one byte in its middle (same size)."""
+    data = bytearray(path.read_bytes())
+    if how == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("precision,damage", [("fp32", "truncate"), ("bf16", "flip")])
+def test_resume_after_sigkill_is_exactly_the_straight_run(small_world, tmp_path, precision, damage):
+    """Killed at step 10 (checkpoints at 4 and 8), the newest checkpoint then damaged: resume skips it
+    with a warning naming it, continues from step 4, and ends with the straight run's weights."""
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(run_dict(small_world, steps=14, precision=precision)))
     assert _train_subprocess(tmp_path / "run.yaml", out=tmp_path / "a").returncode == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "run.yaml"), str(tmp_path / "b"), "7"],
+        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "run.yaml"), str(tmp_path / "b"), "10"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         env=env,
     )
-    assert first.returncode == -9, first.stderr  # SIGKILL at the start of step 7, after the step-4 checkpoint
-    assert [r["step"] for r in metrics(tmp_path / "b")] == list(range(1, 7))
+    assert first.returncode == -9, first.stderr  # SIGKILL at the start of step 10, after the step-8 checkpoint
+    assert [r["step"] for r in metrics(tmp_path / "b")] == list(range(1, 10))
+    newest = tmp_path / "b" / "checkpoints" / "step-0000008"
+    corrupt(newest / "model.safetensors", damage)
     second = _train_subprocess(None, resume=tmp_path / "b")
     assert second.returncode == 0, second.stderr
+    assert f"skipping checkpoint {newest}: model.safetensors" in second.stderr
     a, b = metrics(tmp_path / "a"), metrics(tmp_path / "b")
     assert [r["step"] for r in b] == list(range(1, 15))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]

@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from toolkit.config import ConfigError
+from toolkit.config import ConfigError, DataError
 from toolkit.registry import UnknownNameError
+
+# Errors a user's input causes (configs, files, data, checkpoints, names): one line, exit code 1.
+USER_ERRORS = (ConfigError, DataError, UnknownNameError, FileNotFoundError, FileExistsError)
 
 
 class _Group(click.Group):
-    """Turns the library's user-facing errors into one-line CLI errors."""
+    """Turns the library's user-facing errors into one-line CLI errors (XMT_DEBUG=1: the traceback)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ConfigError, UnknownNameError, FileNotFoundError, FileExistsError) as err:
-            raise click.ClickException(str(err)) from err
+        except USER_ERRORS as err:
+            if os.environ.get("XMT_DEBUG"):
+                raise
+            raise click.ClickException(str(err).splitlines()[0] if str(err) else type(err).__name__) from err
 
 
 @click.group(cls=_Group)
@@ -142,14 +148,18 @@ def _int_list(value: str) -> list[int]:
     help="Comma-separated task names, or 'world' for every world task (see --list).",
 )
 @click.option("--shots", default="0", show_default=True, help="Comma-separated numbers of demonstrations.")
-@click.option("--trials", default=1, show_default=True, help="Demo redraws per few-shot cell.")
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=1, show_default=True, help="Demo redraws per few-shot cell."
+)
 @click.option(
     "--ablations",
     default="none",
     show_default=True,
     help="Few-shot demo controls: none,text,shuffle,blank (comma-separated).",
 )
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N examples of each task.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N examples of each task."
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the demo draws.")
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
 @click.option(
@@ -158,7 +168,7 @@ def _int_list(value: str) -> list[int]:
     help="World directory for the world tasks (default: the run's data.world; needed by imported runs).",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def eval_command(
     path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device
@@ -230,7 +240,13 @@ def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
 
 @grid.command("run")
 @_grid_options
-@click.option("--jobs", default=1, show_default=True, help="Cells at a time (local pool; threads are shared out).")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Cells at a time (local pool; threads are shared out).",
+)
 @click.option("--executor", type=click.Choice(["local", "submitit-local", "slurm"]), default="local", show_default=True)
 @click.option("--retry-failed", is_flag=True, help="Also rerun cells that failed before.")
 @click.option(
@@ -397,8 +413,10 @@ def analyze_probe(run_dir: str, out: str | None, world: str | None) -> None:
 @analyze.command("attribute")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attribute).")
-@click.option("--limit", default=12, show_default=True, help="World VQA questions to attribute.")
-@click.option("--steps", default=32, show_default=True, help="Integration steps.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=12, show_default=True, help="World VQA questions to attribute."
+)
+@click.option("--steps", type=click.IntRange(min=1), default=32, show_default=True, help="Integration steps.")
 @_world_option
 def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int, world: str | None) -> None:
     """Integrated-gradients attribution of VQA answers to image patches vs text tokens."""
@@ -412,7 +430,9 @@ def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int, wor
 @analyze.command("attention")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attention).")
-@click.option("--limit", default=16, show_default=True, help="World VQA prompts to average over.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=16, show_default=True, help="World VQA prompts to average over."
+)
 @_world_option
 def analyze_attention(run_dir: str, out: str | None, limit: int, world: str | None) -> None:
     """Text->image attention mass per layer and head, and patch-grid overlays."""

@@ -20,6 +20,10 @@ class ConfigError(ValueError):
     """A config value or key that is not valid; the message names the dotted key."""
 
 
+class DataError(ValueError):
+    """A file a user gave (data, a checkpoint) that cannot be used; the message names the file."""
+
+
 def _check_value(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.config import ConfigError
 from toolkit.data.shards import SkipLog
 from toolkit.data.tokenizer import load_tokenizer
 from toolkit.eval.examples import LOADERS, Example, Prediction
 from toolkit.eval.metrics import METRICS
 from toolkit.eval.modes import MODES
-from toolkit.eval.prompts import FewShotPrompts
+from toolkit.eval.prompts import ABLATIONS, FewShotPrompts
 from toolkit.eval.scoring import ModelAdapter
 from toolkit.eval.tasks import TASKS, TaskSpec
 from toolkit.files import write_atomic
@@ -154,9 +155,9 @@ def evaluate(
     """Evaluate `tasks` on a run's last checkpoint (or a checkpoint); returns the result records.
     `world` replaces the run's data.world for the world tasks (an imported model has none)."""
     specs = [TASKS.get(t) for t in tasks]  # unknown names fail before any work
+    check_options(shots, trials, limit, ablations, batch_size)
     loaded = load_checkpoint(path, device, batch_size, world)
-    out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"  # made by the first result
     results = []
     for spec in specs:
         source = _source(spec, loaded, data)
@@ -183,6 +184,23 @@ def evaluate(
                 }
                 results.append(_evaluate_cell(loaded, spec, examples, key, skips, out_dir, echo))
     return results
+
+
+def check_options(
+    shots: Sequence[int], trials: int, limit: int | None, ablations: Sequence[str], batch_size: int
+) -> None:
+    """Evaluation settings in range, before any work (one line naming the setting and what is valid)."""
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit={limit}: evaluate at least 1 example per task (or no limit)")
+    if any(k < 0 for k in shots) or not shots:
+        raise ConfigError(f"shots={list(shots)}: give one or more numbers of demonstrations >= 0")
+    if trials < 1:
+        raise ConfigError(f"trials={trials}: at least 1 draw of demonstrations")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size}: must be >= 1")
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown or not ablations:
+        raise ConfigError(f"ablations={','.join(ablations)}: valid: {', '.join(ABLATIONS)}")
 
 
 def _source(spec: TaskSpec, loaded: Loaded, data: dict[str, str] | None) -> str:
@@ -239,6 +257,7 @@ def _evaluate_cell(
         "seed": seed,
         "config": key,
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / f"{name}.samples.jsonl", "".join(json.dumps(s) + "\n" for s in all_samples))
     write_atomic(result_path, json.dumps(record, indent=1) + "\n")
     ci = record["ci95"]

@@ -159,6 +159,7 @@ def special_token_roles(tokenizer_file: Path) -> tuple[dict[str, str], SpecialTo
 def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
     """Convert the checkpoint in `hf_dir` into the run directory `out` (which must not exist yet)."""
     from toolkit.model.build import build_model, save_model
+    from toolkit.train.checkpoint import write_manifest
     from toolkit.train.config import DataConfig, RunConfig, StageConfig
     from toolkit.train.rundir import CONFIG_FILE
 
@@ -204,6 +205,7 @@ def import_kosmos2(hf_dir: str | Path, out: str | Path) -> Path:
     checkpoint = tmp / "checkpoints" / "step-0000000"
     save_model(model, checkpoint)
     (checkpoint / "state.json").write_text(json.dumps({"step": 0, "stage": 0, "stage_step": 0, "data": None}) + "\n")
+    write_manifest(checkpoint)
     counts = {"text_params": sum(p.numel() for n, p in model.named_parameters() if n.startswith("decoder."))}
     (tmp / "import.json").write_text(
         json.dumps(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 import random
 import signal
 import time
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model as st_load_model
 
-from toolkit.config import ConfigError
+from toolkit.config import ConfigError, to_dict
 from toolkit.data.format import Batch
 from toolkit.data.mixture import Mixture
 from toolkit.data.tokenizer import Tokenizer, load_tokenizer
@@ -42,6 +43,7 @@ from toolkit.train.distributed import (
 from toolkit.train.metrics import MetricLogger
 from toolkit.train.optim import build_optimizer, lr_at
 from toolkit.train.precision import resolve_precision
+from toolkit.train.resume import check_resume
 from toolkit.train.rundir import image_transform, prepare_run_dir
 
 Evaluate = Callable[[Path, int, str], None]  # (checkpoint just written, step, device): evaluation during training
@@ -160,13 +162,19 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
         model = build_model(cfg.model, seed=cfg.seed)
     state, saved = TrainState(), None
     checkpoint = ckpt.latest_checkpoint(run_dir) if resume else None
+    changes = {}
     if checkpoint is not None:
+        recorded = ckpt.read_state(checkpoint)
+        changes = check_resume(recorded.get("config"), plain_config(cfg), recorded["stage"], recorded["stage_step"])
         missing, unexpected = st_load_model(
             model, str(checkpoint / WEIGHTS_FILE), strict=False, device=str(info.device)
         )
         if missing or unexpected:
-            raise TrainingError(f"{checkpoint}: weights do not match the run's model ({missing[:3]} {unexpected[:3]})")
-        state.load_state_dict(ckpt.read_state(checkpoint))
+            raise TrainingError(
+                f"{checkpoint}: weights do not match the run's model "
+                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+            )
+        state.load_state_dict(recorded)
         state.last_checkpoint = checkpoint
         saved = ckpt.load_trainer_state(checkpoint)
         ckpt.set_rng_state(saved["rng"])
@@ -178,6 +186,8 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
     )
     if resume:
         logger.truncate_after(state.step)
+    if changes:
+        logger.log({"step": state.step, "event": "resumed with a changed config", "changes": changes})
     bf16 = cfg.precision == "bf16"
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     return Run(cfg, run_dir, info, tokenizer, model, net, logger, state, saved=saved, autocast=autocast)
@@ -255,12 +265,16 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
     state.stage, state.stage_step = index + 1, 0
 
 
+def plain_config(cfg: RunConfig) -> dict:
+    """The resolved config as JSON reads it back (tuples as lists), as checkpoints record it."""
+    return json.loads(json.dumps(to_dict(cfg)))
+
+
 def save(run: Run) -> None:
     path = run.run_dir / "checkpoints" / f"step-{run.state.step:07d}"
     if run.info.is_main:
-        path = ckpt.save_checkpoint(
-            run.run_dir, run.model, run.optimizer, run.state.state_dict(), run.cfg.checkpoint.keep
-        )
+        state = {**run.state.state_dict(), "config": plain_config(run.cfg)}
+        path = ckpt.save_checkpoint(run.run_dir, run.model, run.optimizer, state, run.cfg.checkpoint.keep)
     barrier(run.info)
     run.state.last_checkpoint = path
 

@@ -43,14 +43,18 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     """(run directory, checkpoint) of a run directory (its last checkpoint) or a checkpoint directory."""
     path = Path(path)
     if (path / CONFIG_FILE).is_file():
-        checkpoint = ckpt.latest_checkpoint(path)
+        checkpoint = ckpt.latest_checkpoint(path)  # the newest that verifies
         if checkpoint is None:
-            raise FileNotFoundError(f"{path}: the run has no checkpoint yet")
+            written = "none is complete" if ckpt.list_checkpoints(path) else "none yet"
+            raise FileNotFoundError(f"{path}: the run has no checkpoint to read ({written})")
         return path, checkpoint
     if (path / "model.json").is_file():
         run_dir = path.parent.parent
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{path}: no run directory above it to read the tokenizer from")
+        reason = ckpt.verify(path) if ckpt.STATE_FILE in {p.name for p in path.iterdir()} else None
+        if reason:
+            raise ckpt.CheckpointError(f"{path}: not a complete checkpoint: {reason}")
         return run_dir, path
     raise FileNotFoundError(f"{path}: neither a run directory ({CONFIG_FILE}) nor a checkpoint (model.json)")
 
