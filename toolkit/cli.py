@@ -129,6 +129,9 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
     except TrainingError as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"trained {summary['steps']} steps -> {summary['run_dir']} (last checkpoint {summary['checkpoint']})")
+    for stream, reasons in summary["skipped"].items():
+        for reason, entry in reasons.items():
+            click.echo(f"skipped in stream '{stream}': {entry['count']} x {reason} (first: {entry['first']})")
 
 
 def _int_list(value: str) -> list[int]:
@@ -294,7 +297,8 @@ def grid_run(
 @_grid_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON list instead of lines.")
 def grid_status_command(grid_file: str, scale: str, results: str | None, as_json: bool) -> None:
-    """State of every cell: pending, running, done or failed (with the error)."""
+    """State of every cell: pending, running, interrupted (its process is gone; `grid run` resumes it), done or
+    failed (with the error)."""
     from toolkit.grid.run import grid_status
     from toolkit.grid.spec import load_grid
 

@@ -11,6 +11,7 @@ yields exactly the batches the original would have.
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 import zlib
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from toolkit.config import ConfigError, DataError
 from toolkit.data.format import Batch, collate
 from toolkit.data.images import ImageTransform
 from toolkit.data.records import READERS
@@ -55,7 +57,7 @@ class RecordCursor:
 
     def __init__(self, files: list[Path], kind: str, seed: int, part: int, parts: int, skips: SkipLog, name: str):
         if kind not in READERS:
-            raise ValueError(f"stream '{name}': unknown kind '{kind}'; valid: {', '.join(READERS)}")
+            raise ConfigError(f"stream '{name}': unknown kind '{kind}'; valid: {', '.join(READERS)}")
         self.files, self.reader, self.seed = files, READERS[kind], seed
         self.part, self.parts, self.skips, self.name = part, parts, skips, name
         self.epoch, self.file, self.offset, self.record = 0, 0, 0, 0
@@ -78,7 +80,7 @@ class RecordCursor:
                         yield rec
                 self.file, self.offset = self.file + 1, 0
             if not yielded and self.record < self.parts:
-                raise ValueError(
+                raise DataError(
                     f"stream '{self.name}' has no records for partition {self.part} of {self.parts} "
                     f"(files: {', '.join(str(f) for f in self.files[:3])})"
                 )
@@ -114,17 +116,24 @@ class Stream:
         seed: int,
         part: int,
         parts: int,
-        skips: SkipLog,
     ):
         self.cfg = cfg
         text = cfg.kind == "text"
         files = expand_paths(cfg.paths, cfg.name)
+        self.skips = SkipLog()  # this stream's skipped records, by reason
         # Text is partitioned after packing; the cursor then reads every record.
         self.cursor = RecordCursor(
-            files, cfg.kind, stream_seed(seed, cfg.name), 0 if text else part, 1 if text else parts, skips, cfg.name
+            files,
+            cfg.kind,
+            stream_seed(seed, cfg.name),
+            0 if text else part,
+            1 if text else parts,
+            self.skips,
+            cfg.name,
         )
         self.part, self.parts = (part, parts) if text else (0, 1)
-        self.builder = builder
+        self.builder = copy.copy(builder)  # the shared builder, counting into this stream's skips
+        self.builder.skips = self.skips
         self.packer = TextPacker(tokenizer, max_len) if text else None
         self.packed = 0  # text sequences packed so far (all partitions)
         self.pending: list[Sequence] = []  # finished sequences not yet batched (text only)
@@ -188,18 +197,15 @@ class Mixture:
         prompt_template: str = "{instruction}\n{input}",
     ) -> None:
         if not streams:
-            raise ValueError("a mixture needs at least one stream")
+            raise ConfigError("data.streams: a mixture needs at least one stream")
         names = [s.name for s in streams]
         if len(set(names)) != len(names):
-            raise ValueError(f"stream names must be unique: {names}")
+            raise ConfigError(f"data.streams: stream names must be unique, got {names}")
         self.tokenizer = tokenizer
-        self.skips = SkipLog()
-        builder = SequenceBuilder(
-            tokenizer, num_image_tokens, max_len, transform, max_images, prompt_template, self.skips
-        )
+        builder = SequenceBuilder(tokenizer, num_image_tokens, max_len, transform, max_images, prompt_template)
         part, parts = rank * num_workers + worker, world_size * num_workers
         self.streams = {
-            s.name: Stream(s, builder, tokenizer, max_len, seed, part, parts, self.skips)
+            s.name: Stream(s, builder, tokenizer, max_len, seed, part, parts)
             for s in sorted(streams, key=lambda s: s.name)  # batches in name order: nothing depends on the list's
         }
         self.steps = 0
@@ -216,9 +222,13 @@ class Mixture:
         self.steps += 1
         return batches
 
+    def skipped(self) -> dict[str, dict[str, dict]]:
+        """Records skipped so far (this process's share), per stream and reason: {count, first}."""
+        return {n: s.skips.summary() for n, s in self.streams.items() if s.skips.total}
+
     def state_dict(self) -> dict:
         streams = {n: s.state_dict() for n, s in self.streams.items()}
-        return {"order": ORDER_VERSION, "steps": self.steps, "streams": streams}
+        return {"order": ORDER_VERSION, "steps": self.steps, "streams": streams, "skipped": self.skipped()}
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.streams) - set(state["streams"])
@@ -234,6 +244,9 @@ class Mixture:
         for name, stream_state in state["streams"].items():
             if name in self.streams:
                 self.streams[name].load_state_dict(stream_state)
+        for name, reasons in state.get("skipped", {}).items():  # counts go on from where they were
+            if name in self.streams:
+                self.streams[name].skips.restore(reasons)
 
 
 # Version of the rule that orders a stream's records. 1: the seed of the stream's list position

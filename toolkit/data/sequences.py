@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from toolkit.config import ConfigError
 from toolkit.data.format import IMAGE, image_span
 from toolkit.data.images import ImageTransform, decode_image
 from toolkit.data.records import DocRecord, InstructionRecord, PairRecord, TextRecord
@@ -57,7 +58,10 @@ class SequenceBuilder:
         self.prompt_template = prompt_template
         self.skips = skips if skips is not None else SkipLog()
         if transform is not None and max_len < num_image_tokens + 4:
-            raise ValueError(f"max_len={max_len} cannot hold one image span of {num_image_tokens} tokens plus text")
+            raise ConfigError(
+                f"data.max_len={max_len} cannot hold one image span of {num_image_tokens} tokens plus text; "
+                f"valid: {num_image_tokens + 4} or more"
+            )
 
     def _pixels(self, data: bytes, where: str) -> torch.Tensor | None:
         try:

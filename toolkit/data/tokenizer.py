@@ -14,6 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from toolkit.config import ConfigError
 from toolkit.files import write_atomic
 from toolkit.model.config import SpecialTokens
 
@@ -37,7 +38,9 @@ class Tokenizer:
         self.source = source
         unknown = sorted(set(special_strings or {}) - set(SPECIAL_STRINGS))
         if unknown:
-            raise ValueError(f"special token override {', '.join(unknown)}: valid: {', '.join(SPECIAL_STRINGS)}")
+            raise ConfigError(
+                f"data.special_tokens: override {', '.join(unknown)}: valid: {', '.join(SPECIAL_STRINGS)}"
+            )
         self.strings = {**SPECIAL_STRINGS, **(special_strings or {})}
         ids = {}
         missing = []
@@ -47,7 +50,7 @@ class Tokenizer:
                 missing.append(string)
             ids[field] = token_id
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"tokenizer {source or ''}: missing special tokens {', '.join(missing)}".replace("  ", " ")
             )
         self.special = SpecialTokens(**ids)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from toolkit.config import DataError
 from toolkit.data.records import read_jsonl_objects
 from toolkit.data.shards import SkipLog
 from toolkit.registry import Registry
@@ -75,7 +76,7 @@ def _world(
         except (KeyError, TypeError, ValueError, IndexError) as err:
             skips.skip("malformed record", f"{path}:{line_no}: {err!r}")
     if not out:
-        raise ValueError(f"{path}: no valid records (expected jsonl with fields {', '.join(required)})")
+        raise DataError(f"{path}: no valid records (expected jsonl with fields {', '.join(required)})")
     return out
 
 

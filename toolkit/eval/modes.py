@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from toolkit.config import DataError
 from toolkit.eval.examples import Example, Prediction
 from toolkit.eval.prompts import BUILDERS, FewShotPrompts, fill
 from toolkit.eval.scoring import ModelAdapter
@@ -105,7 +106,7 @@ def probe(adapter: ModelAdapter, spec: TaskSpec, examples: list[Example], prompt
     labels = np.array([ex.target for ex in examples])
     fit = np.array([ex.meta.get("group") == "grounded" for ex in examples])
     if fit.sum() < 4 or len(set(labels[fit])) < 2:
-        raise ValueError(f"task {spec.name}: a probe needs grounded examples of at least two answers to fit on")
+        raise DataError(f"task {spec.name}: a probe needs grounded examples of at least two answers to fit on")
     # Folds stratified by answer, as many as the rarest grounded answer allows (2..5); plain folds when
     # an answer has a single grounded example (a small evaluation limit).
     rarest = int(np.unique(labels[fit], return_counts=True)[1].min())

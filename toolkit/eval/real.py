@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.config import DataError
 from toolkit.data.shards import SkipLog
 from toolkit.eval.examples import LOADERS, Example, read_jsonl
 from toolkit.eval.prompts import BUILDERS
@@ -31,7 +32,7 @@ def _need(path: Path, what: str) -> Path:
 
 def _nonempty(examples: list[Example], path: Path, what: str) -> list[Example]:
     if not examples:
-        raise ValueError(f"{path}: no valid records (expected {what})")
+        raise DataError(f"{path}: no valid records (expected {what})")
     return examples
 
 
@@ -162,7 +163,7 @@ def sst2_rendered(path, skips: SkipLog, size: int = 224) -> list[Example]:
     with path.open(encoding="utf-8") as f:
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         if not reader.fieldnames or not {"sentence", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: expected a header with sentence and label, got {reader.fieldnames}")
+            raise DataError(f"{path}: expected a header with sentence and label, got {reader.fieldnames}")
         for line_no, row in enumerate(reader, 2):
             try:
                 label = "positive" if int(row["label"]) == 1 else "negative"

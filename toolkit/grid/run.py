@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import threading
 import time
 import traceback
@@ -45,8 +46,25 @@ def results_dir(grid: Grid, results: str | os.PathLike | None = None) -> Path:
 
 
 def read_status(cell_dir: Path) -> dict:
+    """A cell's status.json; a cell recorded as running whose process is gone (same host, no such
+    pid: killed, or its machine restarted) reads as `interrupted`, which `grid run` resumes."""
     path = cell_dir / "status.json"
-    return json.loads(path.read_text()) if path.is_file() else {"state": "pending"}
+    status = json.loads(path.read_text()) if path.is_file() else {"state": "pending"}
+    if status["state"] == "running" and status.get("host") == socket.gethostname() and not _alive(status.get("pid")):
+        status = {**status, "state": "interrupted"}
+    return status
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process holds the pid
+        return True
+    return True
 
 
 def _write_status(cell_dir: Path, status: dict) -> None:
@@ -142,6 +160,7 @@ def run_cell(job: CellJob) -> dict:
         "overrides": cell.overrides,
         "started": time.time(),
         "pid": os.getpid(),
+        "host": socket.gethostname(),
     }
     _write_status(cell_dir, status)
     try:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
-from toolkit.config import from_dict, to_dict
+from toolkit.config import DataError, from_dict, to_dict
 from toolkit.files import atomic_path, write_atomic
 from toolkit.model.config import ModelConfig
 from toolkit.model.kosmos import KosmosModel
@@ -111,7 +111,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
         model = build_model(cfg, init=False)
     missing, unexpected = st_load_model(model, str(weights), strict=False, device=str(device))
     if missing or unexpected:
-        raise ValueError(
+        raise DataError(
             f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
     return model

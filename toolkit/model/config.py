@@ -100,7 +100,7 @@ class VisionConfig:
             raise ConfigError(f"vision.stem=conv needs a power-of-2 vision.patch_size, not {self.patch_size}")
         if self.post_layernorm and self.kind != "clip":
             raise ConfigError(f"vision.post_layernorm applies to vision.kind: clip, not '{self.kind}'")
-        if self.pretrain.steps and (self.kind != "vit" or not self.path):
+        if self.pretrain.steps and self.kind != "none" and (self.kind != "vit" or not self.path):  # none: unused
             raise ConfigError(
                 f"vision.pretrain.steps={self.pretrain.steps} needs vision.kind: vit and a vision.path to "
                 f"keep the tower in (kind is '{self.kind}', path is {self.path!r})"

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.config import ConfigError
 from toolkit.model.attention import AttentionMask, attend
 from toolkit.model.config import ResamplerConfig
 from toolkit.registry import Registry
@@ -28,7 +29,7 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float, backend: str) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"resampler: dim={dim} is not divisible by heads={heads}")
+            raise ConfigError(f"resampler: dim={dim} is not divisible by heads={heads}")
         self.heads, self.head_dim, self.dropout, self.backend = heads, dim // heads, dropout, backend
         self.q_proj = nn.Linear(dim, dim)
         self.k_proj = nn.Linear(dim, dim)
@@ -118,7 +119,7 @@ class MeanPoolResampler(nn.Module):
     ):
         super().__init__()
         if cfg.num_latents > in_tokens:
-            raise ValueError(f"resampler.num_latents={cfg.num_latents} exceeds the {in_tokens} vision tokens to pool")
+            raise ConfigError(f"resampler.num_latents={cfg.num_latents} exceeds the {in_tokens} vision tokens to pool")
         self.num_tokens = cfg.num_latents
         self.dense = nn.Linear(in_dim, dim)
 

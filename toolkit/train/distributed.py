@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from toolkit.config import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -35,7 +37,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """Read torchrun's environment; start a process group when there is more than one process."""
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for but no CUDA GPU is available")
+        raise ConfigError("device: cuda was asked for but no CUDA GPU is available")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device(f"cuda:{local_rank}") if use_cuda else torch.device("cpu")
@@ -52,7 +54,7 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str, find_unused: boo
         return model
     if strategy == "fsdp":
         if info.device.type != "cuda":
-            raise RuntimeError("distributed.strategy: fsdp needs CUDA; use ddp on CPU")
+            raise ConfigError("distributed.strategy: fsdp needs CUDA; use ddp on CPU")
         return shard_fsdp(model)
     from torch.nn.parallel import DistributedDataParallel
 

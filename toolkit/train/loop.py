@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from toolkit.config import ConfigError, to_dict
 from toolkit.data.format import Batch
 from toolkit.data.mixture import Mixture
 from toolkit.data.tokenizer import Tokenizer, load_tokenizer
+from toolkit.files import write_atomic
 from toolkit.model.build import WEIGHTS_FILE, build_model
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import RunConfig, StageConfig
@@ -44,7 +46,7 @@ from toolkit.train.metrics import MetricLogger
 from toolkit.train.optim import build_optimizer, lr_at
 from toolkit.train.precision import resolve_precision
 from toolkit.train.resume import check_resume
-from toolkit.train.rundir import image_transform, prepare_run_dir
+from toolkit.train.rundir import SKIPPED_FILE, image_transform, prepare_run_dir
 
 Evaluate = Callable[[Path, int, str], None]  # (checkpoint just written, step, device): evaluation during training
 BeforeStep = Callable[[int, torch.nn.Module], None]  # (step about to run, model): a test's fault hook
@@ -89,6 +91,7 @@ class Run:
     state: TrainState = field(default_factory=TrainState)
     optimizer: torch.optim.Optimizer | None = None
     saved: dict | None = None  # optimizer and RNG state of the checkpoint resumed from, until used
+    skipped: dict = field(default_factory=dict)  # records skipped so far, per stream and reason (all processes)
     autocast: contextlib.AbstractContextManager = field(default_factory=contextlib.nullcontext)  # bf16 or none
 
 
@@ -103,6 +106,8 @@ def run_training(
     `evaluate(checkpoint, step, device)` runs on the main process at `cfg.eval.every` steps (see
     toolkit.eval.runner.evaluator); `before_step(step, model)` is a hook for tests that inject faults."""
     run_dir = Path(run_dir)
+    existed = run_dir.exists()
+    fresh = not resume and not (existed and any(run_dir.iterdir()))
     info = init_distributed(cfg.device)
     try:
         run = setup(cfg, run_dir, resume, info, evaluate)
@@ -113,9 +118,31 @@ def run_training(
         finally:
             stop.restore()
             run.logger.close()
-        return {"run_dir": str(run_dir), "steps": run.state.step, "checkpoint": str(run.state.last_checkpoint)}
+        return {
+            "run_dir": str(run_dir),
+            "steps": run.state.step,
+            "checkpoint": str(run.state.last_checkpoint),
+            "skipped": run.skipped,
+        }
+    except BaseException:
+        if fresh and info.is_main and not ckpt.list_checkpoints(run_dir):
+            discard(run_dir, keep_dir=existed)  # nothing to resume: leave no half-written run behind
+        raise
     finally:
         shutdown(info)
+
+
+def discard(run_dir: Path, keep_dir: bool) -> None:
+    """Remove what a new run wrote (config, environment, metrics) when it failed before its first checkpoint."""
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if not keep_dir:
+        run_dir.rmdir()
 
 
 def check_config(cfg: RunConfig, info: DistInfo, evaluate: Evaluate | None) -> None:
@@ -246,13 +273,29 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
             metrics = train_step(run, mixture, optimizer, step)
             state.step, state.stage_step, state.data = step, state.stage_step + 1, mixture.state_dict()
             tokens_per_s = metrics.pop("tokens") / (time.perf_counter() - started)
-            if step % cfg.logging.every == 0 or state.stage_step == stage.steps:
+            log_now = step % cfg.logging.every == 0 or state.stage_step == stage.steps
+            evaluate_now = evaluate is not None and cfg.eval.every > 0 and step % cfg.eval.every == 0
+            save_now = step % cfg.checkpoint.every == 0 or state.stage_step == stage.steps or stop.requested
+            if log_now or save_now or evaluate_now:
+                run.skipped = gather_skipped(mixture, run.info)
+            if log_now:
+                counts = {
+                    f"skipped/{name}/{reason}": entry["count"]
+                    for name, reasons in run.skipped.items()
+                    for reason, entry in reasons.items()
+                }
                 run.logger.log(
-                    {"step": step, "stage": stage.name, "lr": lr, "tokens_per_s": round(tokens_per_s, 1), **metrics}
+                    {
+                        "step": step,
+                        "stage": stage.name,
+                        "lr": lr,
+                        "tokens_per_s": round(tokens_per_s, 1),
+                        **metrics,
+                        **counts,
+                    }
                 )
             run.logger.advance(metrics["loss"], tokens_per_s)
-            evaluate_now = evaluate is not None and cfg.eval.every > 0 and step % cfg.eval.every == 0
-            if step % cfg.checkpoint.every == 0 or state.stage_step == stage.steps or stop.requested or evaluate_now:
+            if save_now or evaluate_now:
                 save(run)
             if evaluate_now:
                 if run.info.is_main:
@@ -270,8 +313,21 @@ def plain_config(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(to_dict(cfg)))
 
 
+def gather_skipped(mixture: Mixture, info: DistInfo) -> dict[str, dict[str, dict]]:
+    """Records skipped so far by every process, per stream and reason: {count, first}."""
+    total: dict[str, dict[str, dict]] = {}
+    for part in all_gather_lists([mixture.skipped()], info):
+        for name, reasons in part.items():
+            for reason, entry in reasons.items():
+                seen = total.setdefault(name, {}).setdefault(reason, {"count": 0, "first": entry["first"]})
+                seen["count"] += entry["count"]
+    return total
+
+
 def save(run: Run) -> None:
     path = run.run_dir / "checkpoints" / f"step-{run.state.step:07d}"
+    if run.info.is_main and run.skipped:
+        write_atomic(run.run_dir / SKIPPED_FILE, json.dumps(run.skipped, indent=1, sort_keys=True) + "\n")
     if run.info.is_main:
         state = {**run.state.state_dict(), "config": plain_config(run.cfg)}
         path = ckpt.save_checkpoint(run.run_dir, run.model, run.optimizer, state, run.cfg.checkpoint.keep)

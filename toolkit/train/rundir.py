@@ -2,7 +2,8 @@
 
     config.yaml          the resolved run config (written first)
     env.json             versions, git commit, device
-    metrics.jsonl        one row per logged step
+    metrics.jsonl        one row per logged step (with `skipped/<stream>/<reason>` counts once any)
+    skipped.json         records skipped so far, per stream and reason: count and the first one seen
     checkpoints/step-N/  weights, optimizer and RNG state, data state (toolkit.train.checkpoint)
     eval/                evaluation results
 
@@ -29,6 +30,7 @@ from toolkit.train.distributed import DistInfo, barrier
 
 CONFIG_FILE = "config.yaml"
 ENV_FILE = "env.json"
+SKIPPED_FILE = "skipped.json"
 
 
 def load_run(run_dir: str | os.PathLike) -> RunConfig:
