@@ -40,15 +40,43 @@ def build_all(
     echo: Callable[[str], None] = print,
     loader: Callable | None = None,
     analysis: str | os.PathLike | None = None,
+    require_results: bool | None = None,
 ) -> list[Path]:
     """`loader(name) -> Grid` replaces reading experiments/paper/<name>.yaml (reproduce passes its scaled grids);
-    `analysis`: the directory holding probe/ and attention/ (default: `analysis` beside the results root)."""
+    `analysis`: the directory holding probe/ and attention/ (default: `analysis` beside the results root).
+    `require_results`: with no finished cell of any grid, True raises FileNotFoundError, False warns
+    and builds (None: no check)."""
     grids = Path(grids_dir) if grids_dir else Path(__file__).resolve().parents[1] / "experiments" / "paper"
     analysis_dir = Path(analysis) if analysis else Path(results).resolve().parent / "analysis"
     ctx = Context(Path(results), Path(out), grids, scale, loader, analysis_dir)
+    if require_results is not None and not finished_cells(ctx):
+        message = (
+            f"no finished grid cells under {results} for the grids in {grids} at scale '{scale}' (run `xmt grid "
+            "run GRID --results RESULTS` or `xmt reproduce` first)"
+        )
+        if require_results:
+            raise FileNotFoundError(message + "; --allow-empty builds the tables with the paper's rows only")
+        echo(f"warning: {message}; every table holds the paper's rows only, each of ours marked missing")
     written: list[Path] = []
     for name in ARTIFACTS:
         paths = importlib.import_module(f"paper_figures.{name}").build(ctx)
         echo(f"{name}: " + ", ".join(str(p) for p in paths))
         written += paths
     return written
+
+
+def finished_cells(ctx: Context) -> int:
+    """Finished cells of the grids in the grids directory, at the build's scale, under the results root."""
+    from toolkit.config import ConfigError
+    from toolkit.grid.run import read_status, results_dir
+
+    count = 0
+    for path in sorted(ctx.grids_dir.glob("*.yaml")):
+        try:
+            grid = ctx.grid(path.stem)
+        except ConfigError:  # a run config beside the grids (a grid's base), not a grid
+            continue
+        if grid is not None:
+            out = results_dir(grid, ctx.results)
+            count += sum(read_status(out / cell.id)["state"] == "done" for cell in grid.cells())
+    return count

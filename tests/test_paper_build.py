@@ -68,8 +68,13 @@ def test_every_table_shows_the_papers_numbers_exactly_and_figures_render_without
     from paper_figures.build import FIGURES, TABLES
 
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["paper", "build", "--results", str(tmp_path / "none"), "--out", str(out)])
+    build = ["paper", "build", "--results", str(tmp_path / "none"), "--out", str(out)]
+    # No results at all: an error by default (nothing written), a warning with --allow-empty.
+    refused = CliRunner().invoke(main, build)
+    assert refused.exit_code == 1 and "no finished grid cells under" in refused.output and not out.exists()
+    result = CliRunner().invoke(main, [*build, "--allow-empty"])
     assert result.exit_code == 0, result.output
+    assert "warning: no finished grid cells" in result.output
     checked = 0
     for name in TABLES:
         md = (out / f"{name}.md").read_text()

@@ -502,12 +502,17 @@ def paper() -> None:
     type=click.Path(file_okay=False),
     help="Analysis outputs with probe/ and attention/ (default: 'analysis' beside the results root).",
 )
-def paper_build(results: str, out: str, grids: str | None, scale: str, analysis: str | None) -> None:
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Build even when no grid has a finished cell (a warning; our rows marked missing). Default: exit 1.",
+)
+def paper_build(results: str, out: str, grids: str | None, scale: str, analysis: str | None, allow_empty: bool) -> None:
     """Write every table (Markdown + LaTeX, the paper's rows next to ours) and figure (PNG + PDF, with the
     numbers as CSV); the same results give the same bytes."""
     from paper_figures.build import build_all
 
-    paths = build_all(results, out, grids, scale, echo=click.echo, analysis=analysis)
+    paths = build_all(results, out, grids, scale, echo=click.echo, analysis=analysis, require_results=not allow_empty)
     click.echo(f"{len(paths)} files -> {out}")
 
 

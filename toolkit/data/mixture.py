@@ -39,6 +39,10 @@ class StreamConfig:
     paths: list[str] = field(default_factory=list)  # files or glob patterns (tar shards or jsonl)
     batch_size: int = 8  # sequences per step from this stream
 
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"stream '{self.name}': batch_size must be >= 1, got {self.batch_size}")
+
 
 def expand_paths(patterns: list[str], stream: str) -> list[Path]:
     files: list[Path] = []

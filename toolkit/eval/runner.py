@@ -9,6 +9,7 @@ finished cell for the same checkpoint and settings is skipped.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.config import ConfigError
+from toolkit.config import ConfigError, DataError
 from toolkit.data.shards import SkipLog
 from toolkit.data.tokenizer import load_tokenizer
 from toolkit.eval.examples import LOADERS, Example, Prediction
@@ -162,7 +163,10 @@ def evaluate(
     for spec in specs:
         source = _source(spec, loaded, data)
         skips = SkipLog()
-        examples = LOADERS.get(spec.loader)(source, skips)[:limit]
+        try:
+            examples = LOADERS.get(spec.loader)(source, skips)[:limit]
+        except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as err:
+            raise DataError(f"{source}: not readable as {spec.name} data ({type(err).__name__}: {err})") from err
         if loaded.adapter.transform is None and any(ex.images for ex in examples):
             echo(f"{spec.name}: skipped, the model has no vision tower and the task shows images")
             continue
