@@ -122,7 +122,10 @@ def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world)
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert json.loads((second / "status.json").read_text())["state"] == "running"
+    assert json.loads((second / "status.json").read_text())["state"] == "running"  # as the killed process left it
+    # Its process is gone: status says so (the pid is checked), and the next run resumes the cell.
+    status = CliRunner().invoke(main, ["grid", "status", str(path), "--results", str(res), "--json"])
+    assert {r["id"]: r["state"] for r in json.loads(status.output)} == {cells[0].id: "done", cells[1].id: "interrupted"}
     before = (first / "run" / "metrics.jsonl").read_bytes(), (first / "status.json").read_bytes()
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr

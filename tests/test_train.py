@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from toolkit.cli import main
 from toolkit.config import ConfigError
+from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import load_run_config, run_config_from_dict
 from toolkit.train.loop import TrainingError, run_training
 from toolkit.train.optim import lr_at, param_groups
@@ -490,3 +491,37 @@ def test_streams_merged_into_one_pass_train_as_separate_passes(small_world, tmp_
     shapes = {"text": (32, 128), "pairs": (64, 22), "rendered": (4, 18), "interleaved": (4, 110)}
     assert pass_plan(shapes) == [["pairs", "rendered"], ["interleaved", "text"]]
     assert pass_plan({"a": (8, 20), "b": (8, 120)}) == [["a"], ["b"]]
+
+
+def test_resume_records_safe_config_changes_and_evaluation_falls_back_past_a_damaged_checkpoint(small_world, tmp_path):
+    """A resumed run whose config.yaml changed only what is safe (logging, checkpoint frequency, a stage
+    not yet started) trains on and records the change in metrics.jsonl; the weights are those of the run
+    that never changed. Evaluation reads the newest checkpoint that verifies."""
+    from toolkit.eval.runner import load_checkpoint
+
+    data = run_dict(small_world, steps=8)
+    data["stages"].append({"name": "more", "steps": 2, "lr": 1e-3, "warmup": 0, "schedule": "constant"})
+    run_training(run_config_from_dict(data), tmp_path / "a")
+    with pytest.raises(TrainingError, match="non-finite loss at step 6"):
+        run_training(run_config_from_dict(data), tmp_path / "b", before_step=_nan_at(6))
+    saved = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    saved["logging"]["every"], saved["checkpoint"]["every"], saved["stages"][1]["lr"] = 2, 3, 5e-4
+    (tmp_path / "b" / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    run_training(load_run(tmp_path / "b"), tmp_path / "b", resume=True)
+    rows = metrics(tmp_path / "b")
+    (event,) = [r for r in rows if "event" in r]
+    assert event["step"] == 4 and event["changes"] == {
+        "logging.every": [1, 2],
+        "checkpoint.every": [4, 3],
+        "stages.1.lr": [1e-3, 5e-4],
+    }
+    weights = {}
+    for name in ("a", "b"):
+        (final,) = [c for c in ckpt.list_checkpoints(tmp_path / name) if c.name == "step-0000008"]
+        weights[name] = load_file(final / "model.safetensors")
+    assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])  # stage one as if unchanged
+    # The newest checkpoint damaged: evaluation takes the one before it, naming the one it skipped.
+    newest = ckpt.list_checkpoints(tmp_path / "b")[-1]
+    corrupt(newest / "model.safetensors", "flip")
+    assert ckpt.verify(newest) == "model.safetensors does not match its SHA-256 in the manifest"
+    assert load_checkpoint(tmp_path / "b", "cpu", 4, None).checkpoint == ckpt.list_checkpoints(tmp_path / "b")[-2]
