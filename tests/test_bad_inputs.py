@@ -109,6 +109,19 @@ def _truncate_only_checkpoint(ws: Workspace) -> list[str]:
     return ["eval", str(run), "--tasks", "world-colour", "--limit", "2"]
 
 
+def _drop_trainer_state(ws: Workspace) -> Path:
+    run = ws.run_copy()
+    for checkpoint in (run / "checkpoints").iterdir():
+        (checkpoint / "trainer.pt").unlink()
+    return run
+
+
+def _garble_config(ws: Workspace) -> Path:
+    run = ws.run_copy()
+    (run / "config.yaml").write_text("a: [\n")
+    return run
+
+
 def _out_not_empty(ws: Workspace) -> list[str]:
     ws.file("out/keep.txt", "x")
     return ws.train()
@@ -195,6 +208,25 @@ CASES = [
         r"stages.0.lr",
     ),
     Case("resume, planted pickle", _plant_pickle, r"refused to load: it would build .*system"),
+    Case("stages empty", lambda ws: ws.train(_set("stages", [])), r"a run needs at least one stage"),
+    Case("lr negative", lambda ws: ws.train(_set("stages.0.lr", -1)), r"valid: lr > 0"),
+    Case("threads negative", lambda ws: ws.train(_set("threads", -3)), r"threads=-3: valid: 0"),
+    Case("dim negative", lambda ws: ws.train(_set("model.decoder.dim", -4)), r"decoder.dim=-4: must be >= 1"),
+    Case(
+        "tokenizer truncated",
+        lambda ws: ws.train(_set("data.tokenizer", ws.file("t.json", '{"version": "1.0",'))),
+        r"t.json: not a readable tokenizer.json",
+    ),
+    Case(
+        "evaluation during training, unknown task",
+        lambda ws: ws.train(_set("eval", {"every": 1, "tasks": ["x"]})),
+        r"unknown task 'x'",
+    ),
+    Case(
+        "resume, no complete checkpoint",
+        lambda ws: ["train", "--resume", str(_drop_trainer_state(ws))],
+        r"no checkpoint of the run is complete .*trainer.pt missing",
+    ),
     # ---- worlds
     Case(
         "unknown world preset",
@@ -245,9 +277,14 @@ CASES = [
         lambda ws: ws.eval("--tasks", "world-colour", "--data", "world-colour=" + ws.file("c.jsonl", "")),
         r"c.jsonl: no valid records",
     ),
+    Case("eval, run config not YAML", lambda ws: ["eval", str(_garble_config(ws))], r"config.yaml: not valid YAML"),
+    Case("eval on a missing GPU", lambda ws: ws.eval("--device", "cuda"), r"device=cuda: no CUDA GPU"),
     Case("eval a non-run", lambda ws: ["eval", str(ws.root)], r"neither a run directory"),
     Case("eval, checkpoint truncated", _truncate_only_checkpoint, r"no checkpoint to read \(none is complete\)"),
     # ---- grids, analysis, paper, import
+    Case(
+        "grid file empty", lambda ws: ["grid", "plan", ws.file("g.yaml", "")], r"missing required keys question, base"
+    ),
     Case("grid unknown key", lambda ws: ["grid", "plan", ws.grid(bogus=1)], r"grid.bogus"),
     Case(
         "grid base missing",
@@ -278,7 +315,7 @@ def finished_run(random_run, tmp_path_factory):
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_a_bad_input_is_one_line_naming_it(case, small_world, finished_run, tmp_path, monkeypatch):
-    if case.name == "cuda without a GPU" and torch.cuda.is_available():
+    if case.name in ("cuda without a GPU", "eval on a missing GPU") and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     monkeypatch.delenv("XMT_DEBUG", raising=False)
     ws = Workspace(small_world, finished_run, tmp_path)

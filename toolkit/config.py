@@ -94,6 +94,14 @@ def from_dict(cls: type[C], data: dict[str, Any], prefix: str = "") -> C:
         if key not in fields:
             raise ConfigError(f"unknown config key '{dotted}'; valid keys: {', '.join(fields)}")
         kwargs[key] = _check_value(hints[key], value, dotted)
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs
+    ]
+    if required:
+        where = f"{prefix}: " if prefix else ""
+        raise ConfigError(f"{where}missing required key{'s' * (len(required) > 1)} {', '.join(required)}")
     try:
         return cls(**kwargs)
     except ConfigError:

@@ -14,7 +14,7 @@ from pathlib import Path
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from toolkit.config import ConfigError
+from toolkit.config import ConfigError, DataError
 from toolkit.files import write_atomic
 from toolkit.model.config import SpecialTokens
 
@@ -104,7 +104,10 @@ def load_tokenizer(
     file = path / "tokenizer.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"{path}: no tokenizer.json (expected a file written by the tokenizers library)")
-    hf = HFTokenizer.from_file(str(file))
+    try:
+        hf = HFTokenizer.from_file(str(file))
+    except Exception as err:  # tokenizers raises a bare Exception for a file it cannot parse
+        raise DataError(f"{file}: not a readable tokenizer.json ({str(err).splitlines()[0]})") from err
     strings = {**SPECIAL_STRINGS, **(special_strings or {})}
     if add_missing_special:
         missing = [s for s in strings.values() if hf.token_to_id(s) is None]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from toolkit.config import ConfigError, DataError
 from toolkit.data.shards import SkipLog
@@ -49,6 +50,8 @@ def load_checkpoint(
 ) -> Loaded:
     """A run directory (its last checkpoint) or a checkpoint directory -> model, tokenizer, transform.
     `world` replaces the run's data.world (an imported model has none)."""
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: no CUDA GPU is available here; valid: cpu")
     run_dir, checkpoint = find_checkpoint(path)
     cfg = load_run(run_dir)
     tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer), special_strings=cfg.data.special_tokens)
@@ -63,6 +66,9 @@ def evaluator(cfg: RunConfig, run_dir: str | os.PathLike) -> Callable[[Path, int
     checkpoint just written is evaluated into `run_dir/eval/step-N/` (None when nothing is asked)."""
     if cfg.eval.every <= 0 or not cfg.eval.tasks:
         return None
+    for task in cfg.eval.tasks:  # unknown names fail before any training
+        TASKS.get(task)
+    check_options(cfg.eval.shots, 1, cfg.eval.limit, ("none",), 16)
 
     def evaluate_checkpoint(checkpoint: Path, step: int, device: str) -> None:
         out = Path(run_dir) / "eval" / f"step-{step:07d}"

@@ -43,6 +43,9 @@ class DecoderConfig:
     def __post_init__(self) -> None:
         _choice("decoder.norm", self.norm, ("subln", "preln"))
         _choice("decoder.init", self.init, ("magneto", "standard"))
+        for key in ("vocab_size", "dim", "layers", "heads", "ffn_dim", "max_len"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"decoder.{key}={getattr(self, key)}: must be >= 1")
         if self.dim % self.heads:
             raise ConfigError(f"decoder.dim={self.dim} is not divisible by decoder.heads={self.heads}")
         if (self.dim // self.heads) % 2:

@@ -73,6 +73,11 @@ class StageConfig:
             raise ConfigError(f"stages.schedule: unknown value '{self.schedule}'; valid: linear, cosine, constant")
         if self.steps < 1:
             raise ConfigError(f"stage '{self.name}': steps must be >= 1, got {self.steps}")
+        if self.lr <= 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(
+                f"stage '{self.name}': lr={self.lr}, warmup={self.warmup}, min_lr_ratio={self.min_lr_ratio}; "
+                "valid: lr > 0, warmup >= 0, min_lr_ratio in [0, 1]"
+            )
 
 
 @dataclass
@@ -131,6 +136,8 @@ class RunConfig:
             raise ConfigError(f"device: unknown value '{self.device}'; valid: auto, cpu, cuda")
         if not self.stages:
             raise ConfigError("stages: a run needs at least one stage")
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads}: valid: 0 (torch's default) or more")
 
     @property
     def text_only(self) -> bool:

@@ -189,6 +189,12 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
         model = build_model(cfg.model, seed=cfg.seed)
     state, saved = TrainState(), None
     checkpoint = ckpt.latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None and ckpt.list_checkpoints(run_dir):
+        newest = ckpt.list_checkpoints(run_dir)[-1]
+        raise ckpt.CheckpointError(
+            f"{run_dir}: no checkpoint of the run is complete (the newest, {newest.name}: {ckpt.verify(newest)}); "
+            "nothing to resume from: train it again with --out"
+        )
     changes = {}
     if checkpoint is not None:
         recorded = ckpt.read_state(checkpoint)

@@ -38,7 +38,11 @@ def load_run(run_dir: str | os.PathLike) -> RunConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no {CONFIG_FILE}; not a run directory written by xmt train")
-    return run_config_from_dict(yaml.safe_load(path.read_text()))
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from err
+    return run_config_from_dict(data)
 
 
 def find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
