@@ -61,6 +61,12 @@ def test_ensure_tower_builds_once_and_refuses_a_tower_built_otherwise(tmp_path):
         build_model(tiny_config(vision={"path": str(path)}))
     with pytest.raises(ConfigError, match=r"vision.pretrain.steps=5 needs vision.kind: vit and a vision.path"):
         tiny_config(vision={"pretrain": {"steps": 5}})
+    # The LLM arm of a grid whose base pretrains a tower: no vision, so nothing to build or check.
+    assert not tiny_config(vision={"kind": "none", "pretrain": {"steps": 5}}).vision.enabled
+    ensure_tower(
+        tiny_config(vision={"kind": "none", "path": str(tmp_path / "x"), "pretrain": {"steps": 5}}).vision, None
+    )
+    assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match=r"vision.pretrain.batch_size: must be >= 1, got 0"):
         tiny_config(vision={"pretrain": {"batch_size": 0}})
 
