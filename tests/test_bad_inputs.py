@@ -371,3 +371,11 @@ def test_corrupt_images_are_skipped_and_counted_per_stream_in_the_run(small_worl
     counts = [r.get("skipped/pairs/corrupt image", 0) for r in rows]
     assert counts == sorted(counts) and counts[-1] == count  # cumulative, ending at the run's total
     assert f"skipped in stream 'pairs': {count} x corrupt image" in result.output
+    # Resumed (two more steps asked of a finished run's config), the counts go on from the run's total.
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    cfg["stages"].append({"name": "more", "steps": 2, "lr": 1e-3, "warmup": 0, "schedule": "constant"})
+    (tmp_path / "r" / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    again = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "r")])
+    assert again.exit_code == 0, again.output
+    more = json.loads((tmp_path / "r" / "skipped.json").read_text())["pairs"]["corrupt image"]["count"]
+    assert count < more <= count + 4

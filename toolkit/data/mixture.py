@@ -232,7 +232,7 @@ class Mixture:
 
     def state_dict(self) -> dict:
         streams = {n: s.state_dict() for n, s in self.streams.items()}
-        return {"order": ORDER_VERSION, "steps": self.steps, "streams": streams, "skipped": self.skipped()}
+        return {"order": ORDER_VERSION, "steps": self.steps, "streams": streams}
 
     def load_state_dict(self, state: dict) -> None:
         missing = set(self.streams) - set(state["streams"])
@@ -248,9 +248,6 @@ class Mixture:
         for name, stream_state in state["streams"].items():
             if name in self.streams:
                 self.streams[name].load_state_dict(stream_state)
-        for name, reasons in state.get("skipped", {}).items():  # counts go on from where they were
-            if name in self.streams:
-                self.streams[name].skips.restore(reasons)
 
 
 # Version of the rule that orders a stream's records. 1: the seed of the stream's list position

@@ -39,12 +39,6 @@ class SkipLog:
     def summary(self) -> dict[str, dict]:
         return {reason: {"count": n, "first": self.first[reason]} for reason, n in sorted(self.counts.items())}
 
-    def restore(self, summary: dict[str, dict]) -> None:
-        """Continue the counts of a `summary()` (a resumed run's)."""
-        for reason, entry in summary.items():
-            self.counts[reason] = entry["count"]
-            self.first[reason] = entry["first"]
-
 
 def split_key(name: str) -> tuple[str, str]:
     """'dir/000123.img0.png' -> ('dir/000123', 'img0.png')."""

@@ -187,7 +187,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
     np.random.seed(cfg.seed)
     with torch.device(info.device):
         model = build_model(cfg.model, seed=cfg.seed)
-    state, saved = TrainState(), None
+    state, saved, skipped = TrainState(), None, {}
     checkpoint = ckpt.latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None and ckpt.list_checkpoints(run_dir):
         newest = ckpt.list_checkpoints(run_dir)[-1]
@@ -209,6 +209,7 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
             )
         state.load_state_dict(recorded)
         state.last_checkpoint = checkpoint
+        skipped = recorded.get("skipped", {})
         saved = ckpt.load_trainer_state(checkpoint)
         ckpt.set_rng_state(saved["rng"])
     streams_per_step = max(len(cfg.stage_streams(i)) for i in range(len(cfg.stages)))
@@ -223,7 +224,9 @@ def setup(cfg: RunConfig, run_dir: Path, resume: bool, info: DistInfo, evaluate:
         logger.log({"step": state.step, "event": "resumed with a changed config", "changes": changes})
     bf16 = cfg.precision == "bf16"
     autocast = torch.autocast(info.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    return Run(cfg, run_dir, info, tokenizer, model, net, logger, state, saved=saved, autocast=autocast)
+    return Run(
+        cfg, run_dir, info, tokenizer, model, net, logger, state, saved=saved, skipped=skipped, autocast=autocast
+    )
 
 
 def stage_mixture(run: Run, index: int) -> Mixture:
@@ -268,6 +271,7 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
     if state.stage_step < stage.steps:  # else the checkpoint resumed from closed this stage
         mixture = stage_mixture(run, index)
         optimizer = stage_optimizer(run, stage)
+        before = run.skipped  # skipped in earlier stages and before a resume: this stage's mixture counts from 0
         while state.stage_step < stage.steps:
             step = state.step + 1
             if before_step is not None:
@@ -283,7 +287,7 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
             evaluate_now = evaluate is not None and cfg.eval.every > 0 and step % cfg.eval.every == 0
             save_now = step % cfg.checkpoint.every == 0 or state.stage_step == stage.steps or stop.requested
             if log_now or save_now or evaluate_now:
-                run.skipped = gather_skipped(mixture, run.info)
+                run.skipped = gather_skipped(mixture, run.info, before)
             if log_now:
                 counts = {
                     f"skipped/{name}/{reason}": entry["count"]
@@ -319,9 +323,10 @@ def plain_config(cfg: RunConfig) -> dict:
     return json.loads(json.dumps(to_dict(cfg)))
 
 
-def gather_skipped(mixture: Mixture, info: DistInfo) -> dict[str, dict[str, dict]]:
-    """Records skipped so far by every process, per stream and reason: {count, first}."""
-    total: dict[str, dict[str, dict]] = {}
+def gather_skipped(mixture: Mixture, info: DistInfo, before: dict) -> dict[str, dict[str, dict]]:
+    """Records skipped so far, per stream and reason ({count, first}): `before` (earlier stages, the
+    run before a resume) and what every process's mixture has skipped since."""
+    total = {name: {reason: dict(entry) for reason, entry in reasons.items()} for name, reasons in before.items()}
     for part in all_gather_lists([mixture.skipped()], info):
         for name, reasons in part.items():
             for reason, entry in reasons.items():
@@ -335,7 +340,7 @@ def save(run: Run) -> None:
     if run.info.is_main and run.skipped:
         write_atomic(run.run_dir / SKIPPED_FILE, json.dumps(run.skipped, indent=1, sort_keys=True) + "\n")
     if run.info.is_main:
-        state = {**run.state.state_dict(), "config": plain_config(run.cfg)}
+        state = {**run.state.state_dict(), "config": plain_config(run.cfg), "skipped": run.skipped}
         path = ckpt.save_checkpoint(run.run_dir, run.model, run.optimizer, state, run.cfg.checkpoint.keep)
     barrier(run.info)
     run.state.last_checkpoint = path
