@@ -239,6 +239,9 @@ CASES = [
         lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--set", "noun_first_fraction=2"],
         r"noun_first_fraction",
     ),
+    Case(
+        "world seed negative", lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--seed", "-1"], r"--seed", 2
+    ),
     Case("world exists", lambda ws: ["world", "build", "--out", str(ws.world)], r"exists"),
     # ---- evaluation
     Case("limit 0", lambda ws: ws.eval("--limit", "0"), r"--limit", 2),
@@ -279,6 +282,8 @@ CASES = [
     ),
     Case("eval, run config not YAML", lambda ws: ["eval", str(_garble_config(ws))], r"config.yaml: not valid YAML"),
     Case("eval on a missing GPU", lambda ws: ws.eval("--device", "cuda"), r"device=cuda: no CUDA GPU"),
+    Case("eval on an unknown device", lambda ws: ws.eval("--device", "tpu"), r"device=tpu: not a torch device"),
+    Case("eval seed negative", lambda ws: ws.eval("--seed", "-2"), r"--seed", 2),
     Case("eval a non-run", lambda ws: ["eval", str(ws.root)], r"neither a run directory"),
     Case("eval, checkpoint truncated", _truncate_only_checkpoint, r"no checkpoint to read \(none is complete\)"),
     # ---- grids, analysis, paper, import

@@ -70,7 +70,13 @@ def world() -> None:
 @world.command("build")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the world into.")
 @click.option("--preset", default="tiny", show_default=True, help="World preset (tiny, full).")
-@click.option("--seed", default=0, show_default=True, help="World seed: fixes the split, every sample and image.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="World seed: fixes the split, every sample and image.",
+)
 @click.option(
     "--set",
     "overrides",
@@ -163,7 +169,7 @@ def _int_list(value: str) -> list[int]:
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N examples of each task."
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the demo draws.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the demo draws.")
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
 @click.option(
     "--world",

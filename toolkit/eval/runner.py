@@ -50,6 +50,10 @@ def load_checkpoint(
 ) -> Loaded:
     """A run directory (its last checkpoint) or a checkpoint directory -> model, tokenizer, transform.
     `world` replaces the run's data.world (an imported model has none)."""
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device={device}: not a torch device; valid: cpu, cuda, cuda:N") from None
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device}: no CUDA GPU is available here; valid: cpu")
     run_dir, checkpoint = find_checkpoint(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from toolkit.config import ConfigError
 from toolkit.eval.metrics import METRICS
 from toolkit.grid.run import read_status, results_dir
 from toolkit.grid.spec import Grid, select_arm
@@ -179,6 +180,8 @@ def format_table(summary: pd.DataFrame, fmt: str = "md", pivot: str | None = Non
     cols = ["label", "eval", "group", "metric", "value", "seeds"]
     table = table[cols]
     if pivot:
+        if pivot not in ("label", "eval", "group", "metric"):
+            raise ConfigError(f"pivot={pivot}: valid: label, eval, group, metric")
         index = [c for c in ("label", "eval", "group", "metric") if c != pivot]
         table = table.pivot_table(index=index, columns=pivot, values="value", aggfunc="first").reset_index()
     if fmt == "csv":
