@@ -522,6 +522,9 @@ def test_resume_records_safe_config_changes_and_evaluation_falls_back_past_a_dam
     assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])  # stage one as if unchanged
     # The newest checkpoint damaged: evaluation takes the one before it, naming the one it skipped.
     newest = ckpt.list_checkpoints(tmp_path / "b")[-1]
+    corrupt(newest / "trainer.pt", "truncate")  # what only a resume reads: evaluation still takes it
+    assert ckpt.verify(newest).startswith("trainer.pt has") and ckpt.verify(newest, weights_only=True) is None
+    assert load_checkpoint(tmp_path / "b", "cpu", 4, None).checkpoint == newest
     corrupt(newest / "model.safetensors", "flip")
     assert ckpt.verify(newest) == "model.safetensors does not match its SHA-256 in the manifest"
     assert load_checkpoint(tmp_path / "b", "cpu", 4, None).checkpoint == ckpt.list_checkpoints(tmp_path / "b")[-2]

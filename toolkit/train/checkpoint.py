@@ -128,10 +128,11 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and _STEP_DIR.match(p.name))
 
 
-def verify(checkpoint: Path) -> str | None:
+def verify(checkpoint: Path, weights_only: bool = False) -> str | None:
     """Why `checkpoint` cannot be used (a missing file, a size or digest that differs from its
-    manifest), or None when it is complete. A checkpoint without a manifest (written before
-    manifests were) needs its files and a readable weights header."""
+    manifest), or None when it is complete. `weights_only`: only what evaluation reads (weights,
+    model config, state), not the trainer state that only a resume needs. A checkpoint without a
+    manifest (written before manifests were) needs its files and a readable weights header."""
     checkpoint = Path(checkpoint)
     missing = [name for name in REQUIRED if not (checkpoint / name).is_file()]
     if missing:
@@ -151,6 +152,8 @@ def verify(checkpoint: Path) -> str | None:
     except json.JSONDecodeError:
         return f"{MANIFEST_FILE} is not valid JSON"
     for name, want in sorted(manifest.items()):
+        if weights_only and name not in REQUIRED:
+            continue
         path = checkpoint / name
         if not path.is_file():
             return f"{name} missing"
@@ -161,10 +164,11 @@ def verify(checkpoint: Path) -> str | None:
     return None
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint that verifies; each newer one that does not is skipped with a warning."""
+def latest_checkpoint(run_dir: Path, weights_only: bool = False) -> Path | None:
+    """The newest checkpoint that verifies (`weights_only`: as evaluation reads it); each newer one
+    that does not is skipped with a warning."""
     for checkpoint in reversed(list_checkpoints(run_dir)):
-        reason = verify(checkpoint)
+        reason = verify(checkpoint, weights_only)
         if reason is None:
             return checkpoint
         log.warning("skipping checkpoint %s: %s", checkpoint, reason)

@@ -49,7 +49,7 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
     """(run directory, checkpoint) of a run directory (its last checkpoint) or a checkpoint directory."""
     path = Path(path)
     if (path / CONFIG_FILE).is_file():
-        checkpoint = ckpt.latest_checkpoint(path)  # the newest that verifies
+        checkpoint = ckpt.latest_checkpoint(path, weights_only=True)  # the newest whose weights verify
         if checkpoint is None:
             written = "none is complete" if ckpt.list_checkpoints(path) else "none yet"
             raise FileNotFoundError(f"{path}: the run has no checkpoint to read ({written})")
@@ -58,7 +58,7 @@ def find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
         run_dir = path.parent.parent
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"{path}: no run directory above it to read the tokenizer from")
-        reason = ckpt.verify(path) if ckpt.STATE_FILE in {p.name for p in path.iterdir()} else None
+        reason = ckpt.verify(path, weights_only=True) if (path / ckpt.STATE_FILE).is_file() else None
         if reason:
             raise ckpt.CheckpointError(f"{path}: not a complete checkpoint: {reason}")
         return run_dir, path
