@@ -162,9 +162,9 @@ CASES = [
         r"num_latents=20 exceeds the 16 vision tokens",
     ),
     Case(
-        "pretrain without path",
-        lambda ws: ws.train(_set("model.vision.pretrain", {"steps": 5})),
-        r"vision.pretrain.steps=5 needs",
+        "pretrain of a CLIP tower",
+        lambda ws: ws.train(_set("model.vision", {"kind": "clip", "pretrain": {"steps": 5}})),
+        r"vision.pretrain.steps=5 needs vision.kind: vit",
     ),
     Case(
         "tower path without tower",

@@ -40,7 +40,7 @@ def _fields(vision):
     return {k: getattr(vision, k) for k in ("stem", "layers", "width", "image_size", "patch_size", "path")}
 
 
-def test_ensure_tower_builds_once_and_refuses_a_tower_built_otherwise(tmp_path):
+def test_ensure_tower_builds_once_and_refuses_a_tower_built_otherwise(tmp_path, monkeypatch):
     path = tmp_path / "tower"
     vision = conv_vision(path, steps=3)
     messages = []
@@ -59,8 +59,16 @@ def test_ensure_tower_builds_once_and_refuses_a_tower_built_otherwise(tmp_path):
     # ... and a tower of another architecture is refused naming the file.
     with pytest.raises(ConfigError, match=r"tower.safetensors: the tower there has another architecture"):
         build_model(tiny_config(vision={"path": str(path)}))
-    with pytest.raises(ConfigError, match=r"vision.pretrain.steps=5 needs vision.kind: vit and a vision.path"):
-        tiny_config(vision={"pretrain": {"steps": 5}})
+    with pytest.raises(ConfigError, match=r"vision.pretrain.steps=5 needs vision.kind: vit, not 'clip'"):
+        tiny_config(vision={"kind": "clip", "pretrain": {"steps": 5}})
+    # Without a path, the tower is kept under towers/, named by its settings (the same settings, the
+    # same tower; others, another).
+    monkeypatch.chdir(tmp_path)
+    unnamed = merge(vision, {"path": None}, prefix="vision")
+    placed = ensure_tower(unnamed, None, echo=messages.append)
+    assert placed.path.startswith("towers/conv-") and (tmp_path / placed.path / TOWER_WEIGHTS).is_file()
+    assert ensure_tower(unnamed, None).path == placed.path
+    assert ensure_tower(merge(unnamed, {"pretrain": {"lr": 1e-3}}, prefix="vision"), None).path != placed.path
     # The LLM arm of a grid whose base pretrains a tower: no vision, so nothing to build or check.
     assert not tiny_config(vision={"kind": "none", "pretrain": {"steps": 5}}).vision.enabled
     ensure_tower(
@@ -82,3 +90,31 @@ def test_identity_names_a_pretrained_tower_by_its_settings_not_its_place(small_w
         towers.append(identity_dict(run_config_from_dict(data)))
     assert towers[0] == towers[1] and towers[0]["model"]["vision"]["pretrain"]["steps"] == 100
     assert towers[0] != identity_dict(plain)
+
+
+def test_a_grid_cell_pretrains_its_tower_once_and_trains_on_it_frozen(small_world, tmp_path, monkeypatch):
+    import copy
+
+    import yaml
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+    from toolkit.grid.spec import load_grid
+
+    monkeypatch.chdir(tmp_path)
+    base = copy.deepcopy(run_dict(small_world, steps=2))
+    base["model"]["vision"].update({"stem": "conv", "layers": 0, "freeze": "all", "pretrain": {"steps": 3}})
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    grid = {"question": "q?", "base": "base.yaml", "seeds": [0, 1], "tasks": []}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(grid))
+    result = CliRunner().invoke(main, ["grid", "run", str(tmp_path / "g.yaml"), "--results", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("pretraining it (3 steps)") == 1  # one tower for both seeds
+    (tower,) = [p for p in (tmp_path / "towers").iterdir() if p.is_dir()]
+    saved = load_file(str(tower / TOWER_WEIGHTS))
+    for cell in load_grid(tmp_path / "g.yaml").cells():
+        run = tmp_path / "res" / "g" / cell.id / "run"
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["vision"]["path"] == f"towers/{tower.name}"
+        (checkpoint,) = (run / "checkpoints").iterdir()
+        weights = load_file(str(checkpoint / "model.safetensors"))
+        assert all(torch.equal(weights[f"vision.{k}"], v) for k, v in saved.items())  # frozen: as pretrained

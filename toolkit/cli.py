@@ -112,7 +112,7 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
     from toolkit.train.config import load_run_config
     from toolkit.train.loop import TrainingError, TrainingInterrupted, run_training
     from toolkit.train.rundir import load_run
-    from toolkit.train.tower import ensure_tower
+    from toolkit.train.tower import with_tower
     from toolkit.world.build import ensure_world
 
     if resume_dir:
@@ -126,7 +126,7 @@ def train(args: tuple[str, ...], out: str | None, resume_dir: str | None) -> Non
             raise click.UsageError("give CONFIG and --out RUN_DIR (or --resume RUN_DIR)")
         cfg, run_dir, resume = load_run_config(args[0], args[1:]), out, False
     ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
-    ensure_tower(cfg.model.vision, cfg.data.world)
+    cfg = with_tower(cfg)
     try:
         summary = run_training(cfg, run_dir, resume=resume, evaluate=evaluator(cfg, run_dir))
     except TrainingInterrupted as err:

@@ -147,7 +147,7 @@ def run_cell(job: CellJob) -> dict:
     from toolkit.eval.runner import evaluate, evaluator
     from toolkit.train.loop import run_training
     from toolkit.train.rundir import load_run
-    from toolkit.train.tower import ensure_tower
+    from toolkit.train.tower import with_tower
     from toolkit.world.build import ensure_world
 
     cell, cell_dir = job.cell, Path(job.cell_dir)
@@ -178,9 +178,9 @@ def run_cell(job: CellJob) -> dict:
                 if seeded is not None:
                     status["started_from"] = seeded.name
             ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
-            ensure_tower(cfg.model.vision, cfg.data.world)
             resume = (run / CONFIG_FILE).is_file()
-            run_training(load_run(run) if resume else cfg, run, resume=resume, evaluate=evaluator(cfg, run))
+            cfg = with_tower(load_run(run) if resume else cfg)
+            run_training(cfg, run, resume=resume, evaluate=evaluator(cfg, run))
         if job.tasks:
             evaluate(
                 run,

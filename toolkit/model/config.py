@@ -78,7 +78,8 @@ class TowerPretrainConfig:
 class VisionConfig:
     kind: str = "clip"  # clip (transformers CLIPVisionModel) | vit (small ViT from scratch) | none (text-only LLM)
     # clip: local Hugging Face directory to load weights (and shape) from. vit: a tower directory
-    # (tower.safetensors + tower.json), built there by `vision.pretrain` when missing.
+    # (tower.safetensors + tower.json), built there by `vision.pretrain` when missing (default with
+    # pretraining: towers/<stem>-<digest of the tower's settings>).
     path: str | None = None
     freeze: str = "all_but_last"  # all | all_but_last | none: which tower parameters stay trainable
     image_size: int = 224  # input resolution (pixels, square)
@@ -103,11 +104,8 @@ class VisionConfig:
             raise ConfigError(f"vision.stem=conv needs a power-of-2 vision.patch_size, not {self.patch_size}")
         if self.post_layernorm and self.kind != "clip":
             raise ConfigError(f"vision.post_layernorm applies to vision.kind: clip, not '{self.kind}'")
-        if self.pretrain.steps and self.kind != "none" and (self.kind != "vit" or not self.path):  # none: unused
-            raise ConfigError(
-                f"vision.pretrain.steps={self.pretrain.steps} needs vision.kind: vit and a vision.path to "
-                f"keep the tower in (kind is '{self.kind}', path is {self.path!r})"
-            )
+        if self.pretrain.steps and self.kind not in ("vit", "none"):  # none: the LLM arm, nothing to build
+            raise ConfigError(f"vision.pretrain.steps={self.pretrain.steps} needs vision.kind: vit, not '{self.kind}'")
         if self.image_size % self.patch_size:
             raise ConfigError(
                 f"vision.image_size={self.image_size} is not divisible by vision.patch_size={self.patch_size}"

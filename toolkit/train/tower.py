@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from toolkit.data.images import ImageTransform
 from toolkit.files import atomic_path, write_atomic
 from toolkit.model.config import TowerPretrainConfig, VisionConfig
 from toolkit.model.vision import TOWER_WEIGHTS, build_vision
+from toolkit.train.config import RunConfig
 from toolkit.world.ontology import COLOURS, SHAPES, Category
 from toolkit.world.render import render_generic, render_object
 
@@ -155,12 +157,23 @@ def world_renders(world: str | None, vision: VisionConfig) -> Renders:
     return Renders(vision.image_size)
 
 
-def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], None] = print) -> None:
-    """Pretrain the tower into `vision.path` unless it is there (processes that ask at once wait on a
-    lock beside it), and check that a tower found there was built with these settings."""
-    if vision.kind != "vit" or not vision.path or not vision.pretrain.steps:
-        return
-    path, renders = Path(vision.path), world_renders(world, vision)
+def with_tower(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunConfig:
+    """The run config with its pretrained tower in place (`ensure_tower`) and `vision.path` naming it."""
+    vision = ensure_tower(cfg.model.vision, cfg.data.world, echo)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vision=vision))
+
+
+def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], None] = print) -> VisionConfig:
+    """Pretrain the tower into `vision.path` (default: towers/<stem>-<digest of its settings>) unless
+    it is there (processes that ask at once wait on a lock beside it), and check that a tower found
+    there was built with these settings. Returns `vision` with the path set."""
+    if vision.kind != "vit" or not vision.pretrain.steps:
+        return vision
+    renders = world_renders(world, vision)
+    if not vision.path:
+        digest = hashlib.sha1(json.dumps(tower_record(vision, renders), sort_keys=True).encode()).hexdigest()
+        vision = dataclasses.replace(vision, path=f"towers/{vision.stem}-{digest[:12]}")
+    path = Path(vision.path)
     if not (path / TOWER_RECORD).is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_name(path.name + ".lock"), "w") as lock:
@@ -176,3 +189,4 @@ def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], 
             f"vision.path={path} holds a tower built with other settings (they differ in {', '.join(differ)}); "
             "point vision.path to another directory"
         )
+    return vision
