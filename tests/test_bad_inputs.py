@@ -109,6 +109,17 @@ def _truncate_only_checkpoint(ws: Workspace) -> list[str]:
     return ["eval", str(run), "--tasks", "world-colour", "--limit", "2"]
 
 
+def _corrupt_shard(ws: Workspace) -> str:
+    """The world's first pairs shard with every image replaced by bytes that are not an image."""
+    from toolkit.data.shards import ShardWriter, iter_tar
+
+    shard = sorted((ws.world / "pairs").glob("*.tar"))[0]
+    with ShardWriter(ws.root / "bad", "pairs", max_samples=100_000) as writer:
+        for key, sample in iter_tar(shard):
+            writer.write(key, {k: b"not an image" if k.endswith("png") else v for k, v in sample.items()})
+    return str(ws.root / "bad" / "*.tar")
+
+
 def _drop_trainer_state(ws: Workspace) -> Path:
     run = ws.run_copy()
     for checkpoint in (run / "checkpoints").iterdir():
@@ -227,6 +238,17 @@ CASES = [
         lambda ws: ["train", "--resume", str(_drop_trainer_state(ws))],
         r"no checkpoint of the run is complete .*trainer.pt missing",
     ),
+    Case("vision image size 0", lambda ws: ws.train(_set("model.vision.image_size", 0)), r"vision.image_size=0"),
+    Case("grad_accum 0", lambda ws: ws.train(_set("optim.grad_accum", 0)), r"grad_accum >= 1"),
+    Case("checkpoint every 0", lambda ws: ws.train(_set("checkpoint.every", 0)), r"checkpoint.every=0"),
+    Case("logging every 0", lambda ws: ws.train(_set("logging.every", 0)), r"logging.every=0"),
+    Case("betas of one number", lambda ws: ws.train(_set("optim.betas", [0.9])), r"optim.betas=\[0.9\]"),
+    Case("max_images 0", lambda ws: ws.train(_set("data.max_images", 0)), r"data.max_images=0"),
+    Case(
+        "every image corrupt",
+        lambda ws: ws.train(_set("data.streams.1.paths", [_corrupt_shard(ws)])),
+        r"stream 'pairs': a whole pass over its files gave no sequence \(skipped: \d+ x corrupt image\)",
+    ),
     # ---- worlds
     Case(
         "unknown world preset",
@@ -241,6 +263,11 @@ CASES = [
     ),
     Case(
         "world seed negative", lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--seed", "-1"], r"--seed", 2
+    ),
+    Case(
+        "world count negative",
+        lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--set", "counts.text=-5"],
+        r"world.counts.text=-5",
     ),
     Case("world exists", lambda ws: ["world", "build", "--out", str(ws.world)], r"exists"),
     # ---- evaluation
@@ -284,12 +311,14 @@ CASES = [
     Case("eval on a missing GPU", lambda ws: ws.eval("--device", "cuda"), r"device=cuda: no CUDA GPU"),
     Case("eval on an unknown device", lambda ws: ws.eval("--device", "tpu"), r"device=tpu: not a torch device"),
     Case("eval seed negative", lambda ws: ws.eval("--seed", "-2"), r"--seed", 2),
+    Case("eval without tasks", lambda ws: ws.eval("--tasks", ""), r"no task names given", 2),
     Case("eval a non-run", lambda ws: ["eval", str(ws.root)], r"neither a run directory"),
     Case("eval, checkpoint truncated", _truncate_only_checkpoint, r"no checkpoint to read \(none is complete\)"),
     # ---- grids, analysis, paper, import
     Case(
         "grid file empty", lambda ws: ["grid", "plan", ws.file("g.yaml", "")], r"missing required keys question, base"
     ),
+    Case("grid without seeds", lambda ws: ["grid", "plan", ws.grid(seeds=[])], r"at least one seed"),
     Case("grid unknown key", lambda ws: ["grid", "plan", ws.grid(bogus=1)], r"grid.bogus"),
     Case(
         "grid base missing",

@@ -198,6 +198,8 @@ def eval_command(
 
     names = [t for t in tasks.split(",") if t]
     names = [n for t in names for n in (WORLD_TASKS if t == "world" else [t])]
+    if not names:
+        raise click.BadParameter("no task names given; see --list", param_hint="--tasks")
     overrides = {}
     for item in data:
         task, sep, where = item.partition("=")

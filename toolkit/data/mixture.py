@@ -160,8 +160,19 @@ class Stream:
         return [] if seq is None else [seq]
 
     def take(self, n: int) -> list[Sequence]:
+        dry_since = None  # the epoch since which every record read was skipped
         while len(self.pending) < n:
-            self.pending += self._produce()
+            made = self._produce()
+            self.pending += made
+            if made:
+                dry_since = None
+            elif dry_since is None:
+                dry_since = self.cursor.epoch
+            elif self.cursor.epoch > dry_since + 1:  # a whole pass over the files and not one sequence
+                reasons = ", ".join(f"{n} x {r}" for r, n in sorted(self.skips.counts.items())) or "none counted"
+                raise DataError(
+                    f"stream '{self.cfg.name}': a whole pass over its files gave no sequence (skipped: {reasons})"
+                )
         out, self.pending = self.pending[:n], self.pending[n:]
         return out
 

@@ -237,4 +237,9 @@ def load_grid(path: str | os.PathLike, scale: str = "tiny") -> Grid:
         chosen = spec.scales[scale]
         settings = ("seeds", "shots", "ablations", "trials", "eval_limit")
         spec = dataclasses.replace(spec, **{k: getattr(chosen, k) for k in settings if getattr(chosen, k) is not None})
+    if not spec.seeds or spec.trials < 1 or (spec.eval_limit is not None and spec.eval_limit < 1):
+        raise ConfigError(
+            f"{path} (scale {scale}): seeds={spec.seeds}, trials={spec.trials}, eval_limit={spec.eval_limit}; "
+            "valid: at least one seed, trials >= 1, eval_limit >= 1 (or none)"
+        )
     return Grid(path, path.name.removesuffix(".yaml").removesuffix(".yml"), spec, scale)

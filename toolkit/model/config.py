@@ -98,6 +98,11 @@ class VisionConfig:
     pretrain: TowerPretrainConfig = field(default_factory=TowerPretrainConfig)
 
     def __post_init__(self) -> None:
+        for key in ("image_size", "patch_size", "width", "heads", "mlp_dim", "channels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"vision.{key}={getattr(self, key)}: must be >= 1")
+        if self.layers < 0:
+            raise ConfigError(f"vision.layers={self.layers}: must be >= 0 (0: a convolutional tower)")
         _choice("vision.freeze", self.freeze, ("all", "all_but_last", "none"))
         _choice("vision.stem", self.stem, ("patch", "conv"))
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):

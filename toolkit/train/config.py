@@ -34,6 +34,10 @@ class DataConfig:
     max_images: int = 5  # images per interleaved sequence (the paper keeps at most 5)
     prompt_template: str = "{instruction}\n{input}"  # instruction prompt (masked from the loss)
 
+    def __post_init__(self) -> None:
+        if self.max_len < 2 or self.max_images < 1:
+            raise ConfigError(f"data.max_len={self.max_len}, data.max_images={self.max_images}: valid: >= 2, >= 1")
+
 
 @dataclass
 class OptimConfig:
@@ -52,6 +56,13 @@ class OptimConfig:
     merge_streams: bool = True
 
     def __post_init__(self) -> None:
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas={list(self.betas)}: expected two numbers in [0, 1)")
+        if self.eps <= 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.grad_accum < 1:
+            raise ConfigError(
+                f"optim: eps={self.eps}, weight_decay={self.weight_decay}, grad_clip={self.grad_clip}, "
+                f"grad_accum={self.grad_accum}; valid: eps > 0, weight_decay >= 0, grad_clip >= 0, grad_accum >= 1"
+            )
         if self.loss_weighting not in ("streams", "tokens"):
             raise ConfigError(f"optim.loss_weighting: unknown value '{self.loss_weighting}'; valid: streams, tokens")
 
@@ -83,12 +94,23 @@ class StageConfig:
 @dataclass
 class CheckpointConfig:
     every: int = 200  # save every N optimizer steps (and at the end of each stage)
-    keep: int = 2  # keep the last k checkpoints
+    keep: int = 2  # keep the last k checkpoints (0: all)
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.keep < 0:
+            raise ConfigError(
+                f"checkpoint.every={self.every}, checkpoint.keep={self.keep}; valid: every >= 1, keep >= 0"
+            )
 
 
 @dataclass
 class LoggingConfig:
     every: int = 10  # write metrics every N steps
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ConfigError(f"logging.every={self.every}: must be >= 1")
+
     tensorboard: bool = True  # also write TensorBoard events (when tensorboard is installed)
     progress: bool = True  # progress bar with loss, tokens/s and ETA
 
@@ -99,6 +121,10 @@ class EvalDuringTrainingConfig:
     tasks: list[str] = field(default_factory=list)  # task names (see `xmt eval --help`)
     limit: int | None = None  # examples per task
     shots: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ConfigError(f"eval.every={self.every}: must be >= 0 (0: never)")
 
 
 @dataclass

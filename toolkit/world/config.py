@@ -10,6 +10,12 @@ from toolkit.registry import Registry
 from toolkit.world.ontology import COLOURS
 
 
+def _non_negative(counts: Any, prefix: str) -> None:
+    for name, value in vars(counts).items():
+        if value < 0:
+            raise ConfigError(f"{prefix}.{name}={value}: a count, expected >= 0")
+
+
 @dataclass
 class LeakageConfig:
     """How much colour/size text reaches vision-only categories (0 = none: the clean arm)."""
@@ -28,6 +34,9 @@ class StreamCounts:
     instructions: int = 2000  # language-only Question/Answer instructions over text facts
     rendered: int = 1500  # rendered-text image-caption pairs (OCR)
 
+    def __post_init__(self) -> None:
+        _non_negative(self, "world.counts")
+
 
 @dataclass
 class EvalCounts:
@@ -39,6 +48,9 @@ class EvalCounts:
     size_pairs: int = 300  # RelativeSize-style questions (both orders)
     language_mc: int = 200
     text_qa: int = 200  # generated answers to Question/Answer prompts over text facts (instruction following)
+
+    def __post_init__(self) -> None:
+        _non_negative(self, "world.eval")
 
 
 @dataclass
@@ -94,6 +106,11 @@ class WorldConfig:
             raise ConfigError(
                 f"world.renders_per_category={self.renders_per_category}: expected >= 0 (0 = a new render each time)"
             )
+        for name in ("image_size", "vocab_size", "samples_per_shard"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"world.{name}={getattr(self, name)}: expected >= 1")
+        if self.max_images_per_doc < 2:
+            raise ConfigError(f"world.max_images_per_doc={self.max_images_per_doc}: expected >= 2")
         if self.num_categories < len(COLOURS):
             raise ConfigError(f"world.num_categories={self.num_categories}: at least {len(COLOURS)} (one per colour)")
 
