@@ -120,6 +120,12 @@ def _corrupt_shard(ws: Workspace) -> str:
     return str(ws.root / "bad" / "*.tar")
 
 
+def _garbled_world(ws: Workspace) -> str:
+    shutil.copytree(ws.world, ws.root / "world")
+    (ws.root / "world" / "world.json").write_text("{")
+    return str(ws.root / "world")
+
+
 def _drop_trainer_state(ws: Workspace) -> Path:
     run = ws.run_copy()
     for checkpoint in (run / "checkpoints").iterdir():
@@ -248,6 +254,11 @@ CASES = [
         "every image corrupt",
         lambda ws: ws.train(_set("data.streams.1.paths", [_corrupt_shard(ws)])),
         r"stream 'pairs': a whole pass over its files gave no sequence \(skipped: \d+ x corrupt image\)",
+    ),
+    Case(
+        "world.json not JSON",
+        lambda ws: ws.train(_set("data.world", _garbled_world(ws))),
+        r"world.json: not valid JSON",
     ),
     # ---- worlds
     Case(
@@ -413,3 +424,14 @@ def test_corrupt_images_are_skipped_and_counted_per_stream_in_the_run(small_worl
     assert again.exit_code == 0, again.output
     more = json.loads((tmp_path / "r" / "skipped.json").read_text())["pairs"]["corrupt image"]["count"]
     assert count < more <= count + 4
+
+
+def test_a_metrics_line_cut_short_is_dropped_on_resume(finished_run, tmp_path):
+    """A killed process can leave half a line at the end of metrics.jsonl: the resume drops it."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run, symlinks=True)
+    rows = (run / "metrics.jsonl").read_text()
+    (run / "metrics.jsonl").write_text(rows + '{"step": 2, "lo')
+    result = CliRunner().invoke(main, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "metrics.jsonl").read_text() == rows

@@ -24,6 +24,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+def read_json(path: str | os.PathLike):
+    """A JSON file xmt wrote (or a user gave); unreadable JSON is a DataError naming the file."""
+    import json
+
+    from toolkit.config import DataError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write text (UTF-8) or bytes to `path` through a temporary file."""
     with atomic_path(path) as tmp:

@@ -8,7 +8,6 @@ the mean over training seeds of one arm.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from toolkit.config import ConfigError, from_dict, read_yaml
+from toolkit.files import read_json
 from toolkit.grid.results import collect
 from toolkit.grid.spec import Grid, select_arm
 
@@ -69,7 +69,7 @@ def run_report(run_dir: str | os.PathLike, spec: Learnability | None = None) -> 
             path = directory / f"{fam.task}.json"
             if not path.is_file():
                 continue
-            result = json.loads(path.read_text())
+            result = read_json(path)
             for group in fam.groups:
                 g = {"value": result["value"], "n": result["n"]} if group == "all" else result["groups"].get(group)
                 if g is None:

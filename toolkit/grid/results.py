@@ -12,6 +12,7 @@ import pandas as pd
 
 from toolkit.config import ConfigError
 from toolkit.eval.metrics import METRICS
+from toolkit.files import read_json
 from toolkit.grid.run import read_status, results_dir
 from toolkit.grid.spec import Grid, select_arm
 from toolkit.grid.stats import Comparison, paired_comparison, seed_ci
@@ -32,7 +33,7 @@ def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFram
         if read_status(out / cell.id)["state"] != "done":
             continue
         for path in sorted(eval_dir(out / cell.id).glob("*.json")):
-            r = json.loads(path.read_text())
+            r = read_json(path)
             base = {
                 "cell": cell.id,
                 "arm": cell.arm,

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from toolkit.config import to_dict
-from toolkit.files import write_atomic
+from toolkit.files import read_json, write_atomic
 from toolkit.grid.spec import Cell, Grid, identity_dict
 from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
 
@@ -49,7 +49,7 @@ def read_status(cell_dir: Path) -> dict:
     """A cell's status.json; a cell recorded as running whose process is gone (same host, no such
     pid: killed, or its machine restarted) reads as `interrupted`, which `grid run` resumes."""
     path = cell_dir / "status.json"
-    status = json.loads(path.read_text()) if path.is_file() else {"state": "pending"}
+    status = read_json(path) if path.is_file() else {"state": "pending"}
     if status["state"] == "running" and status.get("host") == socket.gethostname() and not _alive(status.get("pid")):
         status = {**status, "state": "interrupted"}
     return status
@@ -301,7 +301,10 @@ class Progress:
             step = 0
             if metrics.is_file():
                 last = metrics.read_text().strip().rsplit("\n", 1)[-1]
-                step = json.loads(last)["step"] if last else 0
+                try:
+                    step = json.loads(last)["step"] if last else 0
+                except (json.JSONDecodeError, KeyError):  # a line being written
+                    step = "?"
             lines.append(f"{cell.id} {cell.label} seed={cell.seed}: step {step}/{cell.config.total_steps}")
         return lines
 

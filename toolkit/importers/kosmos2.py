@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from toolkit.config import ConfigError, to_dict
+from toolkit.files import read_json
 from toolkit.model.config import DecoderConfig, ModelConfig, ResamplerConfig, SpecialTokens, VisionConfig
 
 # Kosmos-2 parameter prefixes -> xmt's (the names below the prefixes are the same on both sides).
@@ -46,7 +47,7 @@ def read_hf_config(hf_dir: Path) -> dict:
         raise CheckpointFormatError(
             f"{hf_dir}: no config.json; expected a Kosmos-2 checkpoint saved with save_pretrained"
         )
-    cfg = json.loads(path.read_text())
+    cfg = read_json(path)
     if cfg.get("model_type") != "kosmos-2":
         raise CheckpointFormatError(f"{path}: model_type is '{cfg.get('model_type')}', not 'kosmos-2'")
     for key in ("text_config", "vision_config"):

@@ -12,7 +12,7 @@ from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 
 from toolkit.config import DataError, from_dict, to_dict
-from toolkit.files import atomic_path, write_atomic
+from toolkit.files import atomic_path, read_json, write_atomic
 from toolkit.model.config import ModelConfig
 from toolkit.model.kosmos import KosmosModel
 from toolkit.model.vision import CLIP_FIELDS
@@ -98,7 +98,7 @@ def load_model_config(directory: str | os.PathLike) -> ModelConfig:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model config; expected a directory written by save_model")
-    return from_dict(ModelConfig, json.loads(path.read_text()), prefix="model")
+    return from_dict(ModelConfig, read_json(path), prefix="model")
 
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> KosmosModel:

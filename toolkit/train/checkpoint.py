@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from toolkit.config import DataError
+from toolkit.files import read_json
 from toolkit.model.build import CONFIG_FILE as MODEL_CONFIG
 from toolkit.model.build import WEIGHTS_FILE, save_model
 
@@ -176,7 +177,7 @@ def latest_checkpoint(run_dir: Path, weights_only: bool = False) -> Path | None:
 
 
 def read_state(checkpoint: Path) -> dict:
-    return json.loads((Path(checkpoint) / STATE_FILE).read_text())
+    return read_json(Path(checkpoint) / STATE_FILE)
 
 
 def load_trainer_state(checkpoint: Path) -> dict:

@@ -34,7 +34,13 @@ class MetricLogger:
         """Drop lines of steps after `step` (written by a process that died before its next checkpoint)."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):  # a line cut short by a killed process
+                continue
         write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, metrics: dict) -> None:

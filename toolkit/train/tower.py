@@ -28,7 +28,7 @@ from torch import nn
 
 from toolkit.config import ConfigError, to_dict
 from toolkit.data.images import ImageTransform
-from toolkit.files import atomic_path, write_atomic
+from toolkit.files import atomic_path, read_json, write_atomic
 from toolkit.model.config import TowerPretrainConfig, VisionConfig
 from toolkit.model.vision import TOWER_WEIGHTS, build_vision
 from toolkit.train.config import RunConfig
@@ -152,7 +152,7 @@ def world_renders(world: str | None, vision: VisionConfig) -> Renders:
     """How the run's world draws images (its world.json); without a world, the tiny world's way at the
     tower's resolution."""
     if world and Path(world, "world.json").is_file():
-        config = json.loads(Path(world, "world.json").read_text())["config"]
+        config = read_json(Path(world, "world.json"))["config"]
         return Renders(int(config.get("image_size", 32)), int(config.get("colour_jitter", 18)))
     return Renders(vision.image_size)
 
@@ -181,7 +181,7 @@ def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], 
             if not (path / TOWER_RECORD).is_file():
                 echo(f"tower {path} not found: pretraining it ({vision.pretrain.steps} steps)")
                 pretrain_tower(vision, renders, path, echo)
-    built = json.loads((path / TOWER_RECORD).read_text())
+    built = read_json(path / TOWER_RECORD)
     wanted = tower_record(vision, renders)
     differ = [f"{part}.{key}" for part in wanted for key in wanted[part] if built[part].get(key) != wanted[part][key]]
     if differ:

@@ -32,6 +32,7 @@ from toolkit.config import ConfigError, merge, to_dict
 from toolkit.data.images import encode_png
 from toolkit.data.shards import ShardWriter
 from toolkit.data.tokenizer import train_tokenizer
+from toolkit.files import read_json
 from toolkit.world.config import WorldConfig, world_config
 from toolkit.world.corpora import Corpora
 from toolkit.world.evalsets import TASKS, EvalSets
@@ -215,7 +216,7 @@ def ensure_world(
             if not Path(path, "manifest.json").is_file():
                 echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
                 build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
-    built = json.loads(Path(path, "world.json").read_text())
+    built = read_json(Path(path, "world.json"))
     wanted = json.loads(json.dumps(to_dict(world_config(preset, overrides or None))))
     differ = (["world_seed"] if built["seed"] != seed else []) + _differences(_complete(built["config"]), wanted)
     if differ:
@@ -252,7 +253,7 @@ def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overr
         return None
     built = Path(path, "world.json")
     if built.is_file():
-        world = json.loads(built.read_text())
+        world = read_json(built)
         seed, config = world["seed"], _complete(world["config"])
     else:
         config = to_dict(world_config(preset, overrides or None))
