@@ -260,6 +260,11 @@ CASES = [
         lambda ws: ws.train(_set("data.world", _garbled_world(ws))),
         r"world.json: not valid JSON",
     ),
+    Case(
+        "world dir holds no world",
+        lambda ws: ws.train(_set("data.world", str(Path(ws.file("nw/a.txt", "x")).parent))),
+        r"exists but holds no world",
+    ),
     # ---- worlds
     Case(
         "unknown world preset",
@@ -337,6 +342,11 @@ CASES = [
         r"none.yaml",
     ),
     Case("grid compare not a pair", lambda ws: ["grid", "plan", ws.grid(compare=[["name=a"]])], r"compare"),
+    Case(
+        "grid on slurm without a cluster",
+        lambda ws: ["grid", "run", ws.grid(), "--results", str(ws.root / "r"), "--executor", "slurm"],
+        r"--executor slurm: ",
+    ),
     Case("grid jobs 0", lambda ws: ["grid", "run", ws.grid(), "--jobs", "0"], r"--jobs", 2),
     Case("attribute steps 0", lambda ws: ["analyze", "attribute", str(ws.run), "--steps", "0"], r"--steps", 2),
     Case(
@@ -362,6 +372,8 @@ def finished_run(random_run, tmp_path_factory):
 def test_a_bad_input_is_one_line_naming_it(case, small_world, finished_run, tmp_path, monkeypatch):
     if case.name in ("cuda without a GPU", "eval on a missing GPU") and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
+    if case.name == "grid on slurm without a cluster" and shutil.which("srun"):
+        pytest.skip("this machine can submit to Slurm")
     monkeypatch.delenv("XMT_DEBUG", raising=False)
     ws = Workspace(small_world, finished_run, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())

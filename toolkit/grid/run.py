@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from toolkit.config import to_dict
+from toolkit.config import ConfigError, to_dict
 from toolkit.files import read_json, write_atomic
 from toolkit.grid.spec import Cell, Grid, identity_dict
 from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
@@ -254,13 +254,17 @@ def run_grid(
         import submitit
 
         folder = out / "submitit"
-        if executor == "slurm":
-            ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-            ex.update_parameters(**(slurm or {}))
-        else:
-            ex = submitit.LocalExecutor(folder=str(folder))
-            ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60))
-        jobs_ = [ex.submit(run_cell, a) for a in args]
+        try:
+            if executor == "slurm":
+                ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+                ex.update_parameters(**(slurm or {}))
+            else:
+                ex = submitit.LocalExecutor(folder=str(folder))
+                ex.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 60))
+            jobs_ = [ex.submit(run_cell, a) for a in args]
+        except (RuntimeError, TypeError, ValueError) as err:  # no cluster here, or a parameter it does not take
+            progress.close()
+            raise ConfigError(f"--executor {executor}: {str(err).splitlines()[0]}") from err
         for cell, job in zip(todo, jobs_):
             progress.finished(cell, job.result()["state"])
     progress.close()

@@ -210,6 +210,11 @@ def ensure_world(
     if not path:
         return
     if not Path(path, "manifest.json").is_file():
+        if Path(path).is_dir() and any(p.suffix != ".lock" for p in Path(path).iterdir()):
+            raise ConfigError(
+                f"data.world={path} exists but holds no world (no manifest.json); point data.world to a world "
+                "or to a directory that does not exist yet (it is built there)"
+            )
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(Path(path).with_name(Path(path).name + ".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
