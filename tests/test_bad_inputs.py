@@ -210,6 +210,9 @@ CASES = [
     Case("world built otherwise", lambda ws: ws.train(_set("data.world_seed", 3)), r"built with other settings"),
     Case("unknown world override", lambda ws: ws.train(_set("data.world_overrides", {"x": 1})), r"world.x|'x'"),
     Case("override without =", lambda ws: ws.train(None, "stages.0.steps"), r"stages.0.steps"),
+    Case(
+        "override value not YAML", lambda ws: ws.train(None, "stages=[{"), r"override 'stages=\[\{': its value is not"
+    ),
     Case("override of unknown key", lambda ws: ws.train(None, "optim.bogus=1"), r"optim.bogus"),
     Case("out not empty", _out_not_empty, r"exists and is not empty"),
     Case("resume with config", lambda ws: ["train", ws.config(), "--resume", str(ws.run)], r"takes no CONFIG", 2),
@@ -285,6 +288,11 @@ CASES = [
         lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--set", "counts.text=-5"],
         r"world.counts.text=-5",
     ),
+    Case(
+        "world leakage above 1",
+        lambda ws: ["world", "build", "--out", str(ws.root / "w"), "--set", "leakage.vision_only_caption=1.5"],
+        r"a probability, expected in \[0, 1\]",
+    ),
     Case("world exists", lambda ws: ["world", "build", "--out", str(ws.world)], r"exists"),
     # ---- evaluation
     Case("limit 0", lambda ws: ws.eval("--limit", "0"), r"--limit", 2),
@@ -296,6 +304,12 @@ CASES = [
     Case("unknown task", lambda ws: ws.eval("--tasks", "bogus"), r"task 'bogus'"),
     Case("batch size 0", lambda ws: ws.eval("--batch-size", "0"), r"--batch-size", 2),
     Case("data without =", lambda ws: ws.eval("--data", "memorycolor"), r"TASK=PATH", 2),
+    Case(
+        "data for a task not evaluated",
+        lambda ws: ws.eval("--tasks", "world-colour", "--data", "memorycolor=x.csv"),
+        r"memorycolor: not among the tasks evaluated",
+        2,
+    ),
     Case(
         "data file missing",
         lambda ws: ws.eval("--tasks", "memorycolor", "--data", f"memorycolor={ws.root / 'm.csv'}"),

@@ -206,6 +206,11 @@ def eval_command(
         if not sep:
             raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
         overrides[task] = where
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise click.BadParameter(
+            f"{', '.join(unknown)}: not among the tasks evaluated ({', '.join(names)})", param_hint="--data"
+        )
     evaluate(
         path,
         names,
@@ -532,7 +537,13 @@ def paper_build(results: str, out: str, grids: str | None, scale: str, analysis:
     show_default=True,
     help="Budget: smoke (seconds per cell, for CI) or tiny (a laptop CPU).",
 )
-@click.option("--out", default="runs/reproduce", show_default=True, help="Output directory (a rerun continues it).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs/reproduce",
+    show_default=True,
+    help="Output directory (a rerun continues it).",
+)
 def reproduce(scale: str, out: str) -> None:
     """The main job: model check -> world -> the paper's grids (train + eval) -> analysis -> paper tables
     and figures, then the artifacts and the headline transfer effects. Resumable: a rerun continues."""

@@ -25,6 +25,11 @@ class LeakageConfig:
     vision_only_interleaved: float = 0.0  # P(an interleaved paragraph about a vision-only object names its colour)
     grounded_caption: float = 0.5  # P(a text-grounded caption names its colour)
 
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"world.leakage.{name}={value}: a probability, expected in [0, 1]")
+
 
 @dataclass
 class StreamCounts:
