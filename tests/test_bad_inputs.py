@@ -210,6 +210,7 @@ CASES = [
     Case("world built otherwise", lambda ws: ws.train(_set("data.world_seed", 3)), r"built with other settings"),
     Case("unknown world override", lambda ws: ws.train(_set("data.world_overrides", {"x": 1})), r"world.x|'x'"),
     Case("override without =", lambda ws: ws.train(None, "stages.0.steps"), r"stages.0.steps"),
+    Case("training seed negative", lambda ws: ws.train(_set("seed", -1)), r"seed=-1, data.world_seed=0: valid"),
     Case(
         "override value not YAML", lambda ws: ws.train(None, "stages=[{"), r"override 'stages=\[\{': its value is not"
     ),

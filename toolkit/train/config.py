@@ -162,6 +162,8 @@ class RunConfig:
             raise ConfigError(f"device: unknown value '{self.device}'; valid: auto, cpu, cuda")
         if not self.stages:
             raise ConfigError("stages: a run needs at least one stage")
+        if not 0 <= self.seed < 2**32 or not 0 <= self.data.world_seed < 2**32:
+            raise ConfigError(f"seed={self.seed}, data.world_seed={self.data.world_seed}: valid: 0 .. 2**32 - 1")
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads}: valid: 0 (torch's default) or more")
 
