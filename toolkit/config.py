@@ -143,6 +143,21 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def differences(a: Any, b: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted keys (list items by index) whose values differ between two nested values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = {}
+        for key in sorted(set(a) | set(b), key=str):
+            out.update(differences(a.get(key), b.get(key), f"{prefix}{key}."))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = {}
+        for i, (x, y) in enumerate(zip(a, b)):
+            out.update(differences(x, y, f"{prefix}{i}."))
+        return out
+    return {} if a == b else {prefix.rstrip("."): (a, b)}
+
+
 def deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
     """A copy of `base` with nested `updates` merged in (dicts merge, everything else replaces).
 

@@ -12,24 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.config import ConfigError
+from toolkit.config import ConfigError, differences
 
 SAFE = ("name", "logging", "checkpoint", "threads", "eval", "device", "distributed")
-
-
-def differences(a: Any, b: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
-    """Dotted keys (list items by index) whose values differ between two nested values."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = {}
-        for key in sorted(set(a) | set(b), key=str):
-            out.update(differences(a.get(key), b.get(key), f"{prefix}{key}."))
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        out = {}
-        for i, (x, y) in enumerate(zip(a, b)):
-            out.update(differences(x, y, f"{prefix}{i}."))
-        return out
-    return {} if a == b else {prefix.rstrip("."): (a, b)}
 
 
 def check_resume(saved: dict | None, current: dict, stage: int, stage_step: int) -> dict[str, tuple[Any, Any]]:

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from toolkit.config import ConfigError, to_dict
+from toolkit.config import ConfigError, differences, to_dict
 from toolkit.data.images import ImageTransform
 from toolkit.files import atomic_path, read_json, write_atomic
 from toolkit.model.config import TowerPretrainConfig, VisionConfig
@@ -183,7 +183,7 @@ def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], 
                 pretrain_tower(vision, renders, path, echo)
     built = read_json(path / TOWER_RECORD)
     wanted = tower_record(vision, renders)
-    differ = [f"{part}.{key}" for part in wanted for key in wanted[part] if built[part].get(key) != wanted[part][key]]
+    differ = sorted(differences({part: built.get(part) for part in wanted}, wanted))
     if differ:
         raise ConfigError(
             f"vision.path={path} holds a tower built with other settings (they differ in {', '.join(differ)}); "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from toolkit.config import ConfigError, merge, to_dict
+from toolkit.config import ConfigError, differences, merge, to_dict
 from toolkit.data.images import encode_png
 from toolkit.data.shards import ShardWriter
 from toolkit.data.tokenizer import train_tokenizer
@@ -223,7 +223,7 @@ def ensure_world(
                 build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
     built = read_json(Path(path, "world.json"))
     wanted = json.loads(json.dumps(to_dict(world_config(preset, overrides or None))))
-    differ = (["world_seed"] if built["seed"] != seed else []) + _differences(_complete(built["config"]), wanted)
+    differ = (["world_seed"] if built["seed"] != seed else []) + sorted(differences(_complete(built["config"]), wanted))
     if differ:
         raise ConfigError(
             f"{path} was built with other settings than data.world_preset='{preset}', data.world_seed={seed} "
@@ -236,18 +236,6 @@ def _complete(config: dict) -> dict:
     """A world.json config with the settings it predates at their defaults (a switch added later
     leaves the world as it was at its default value)."""
     return json.loads(json.dumps(to_dict(merge(WorldConfig(), config, prefix="world"))))
-
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested mappings."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _differences(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append(prefix + key)
-    return out
 
 
 def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overrides: dict | None = None) -> str | None:
