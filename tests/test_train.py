@@ -382,8 +382,17 @@ def test_ddp_two_processes_match_one_process(small_world, tmp_path):
         "--out",
         str(tmp_path / "two"),
     ]
-    two = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-    assert two.returncode == 0, two.stderr[-3000:]
+    # A process group torn down in the wrong order hangs one process: fail instead of waiting forever.
+    launcher = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env, start_new_session=True
+    )
+    try:
+        _, err = launcher.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, 9)
+        _, err = launcher.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s: {err[-3000:]}")
+    assert launcher.returncode == 0, err[-3000:]
     a, b = metrics(tmp_path / "one"), metrics(tmp_path / "two")
     assert [r["step"] for r in b] == list(range(1, 7))
     for ra, rb in zip(a, b):

@@ -7,6 +7,7 @@ build_model) -> DDP or FSDP2 (here).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -94,5 +95,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Close the process group once nothing holds it (a model wrapper left to a later collection
+    would be torn down after its group, which can hang gloo)."""
     if info.enabled and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -118,12 +118,17 @@ def run_training(
         finally:
             stop.restore()
             run.logger.close()
-        return {
+        summary = {
             "run_dir": str(run_dir),
             "steps": run.state.step,
             "checkpoint": str(run.state.last_checkpoint),
             "skipped": run.skipped,
         }
+        # The DDP wrapper holds the process group: release it while every process is still here,
+        # then close the group together (tearing a gloo reducer down after its group can hang).
+        del run
+        barrier(info)
+        return summary
     except BaseException:
         if fresh and info.is_main and not ckpt.list_checkpoints(run_dir):
             discard(run_dir, keep_dir=existed)  # nothing to resume: leave no half-written run behind
