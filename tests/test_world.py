@@ -397,3 +397,35 @@ def test_object_shape_questions_ask_the_pictured_objects_shape():
                 asked.append((cat.name, caption))
         assert low <= len(asked) <= high
         assert all(caption.endswith(f"Answer: {shape_of[name]} .") for name, caption in asked)
+
+
+def test_text_states_colours_in_the_words_the_colour_task_scores(world):
+    """The cloze form the colour task prompts with ("The color of the lemon is?") is answered in the
+    training text by the task's own candidate (lowercase " yellow"), never by another token ("Yellow")."""
+    from toolkit.eval.tasks import TASKS
+
+    candidates = set(TASKS.get("world-colour").candidates)
+    cats = {c["name"]: c for c in json.loads((world / "world.json").read_text())["categories"]}
+    answers = []
+    for path in sorted((world / "text").glob("*.jsonl")):
+        for record in read_text(path, SkipLog()):
+            answers += re.findall(r"[Tt]he color of the ([a-z ]+?) is\? (\S+) \.", record.text)
+    assert len(answers) >= 10
+    for name, word in answers:
+        assert word in candidates and word == cats[name]["colour"] and cats[name]["grounded"], (name, word)
+
+
+def test_a_world_from_an_older_generator_is_not_reused(world, tmp_path):
+    import shutil
+
+    from toolkit.config import ConfigError
+    from toolkit.world.build import ensure_world, world_identity
+
+    old = tmp_path / "old"
+    shutil.copytree(world, old)
+    meta = json.loads((old / "world.json").read_text())
+    del meta["generator"]  # as worlds were written before the generator was recorded
+    (old / "world.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"old was written by world generator 1 and this xmt writes generator 2"):
+        ensure_world(old, "tiny", 0, SMALL)
+    assert world_identity(old, "tiny", 0, SMALL) != world_identity(world, "tiny", 0, SMALL)

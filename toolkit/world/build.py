@@ -39,6 +39,11 @@ from toolkit.world.evalsets import TASKS, EvalSets
 from toolkit.world.leakage import leakage_report
 from toolkit.world.ontology import build_ontology
 
+# The version of the generator: raised when the same settings and seed come to give other data
+# (2: a question mark no longer starts a sentence, so "is? yellow" keeps the evaluation's word).
+# A world records the generator that wrote it; one written by another is not reused.
+GENERATOR = 2
+
 # Prompt words of the paper's evaluation templates, so the tokenizer covers them.
 PROMPT_TEXT = (
     "An image of The photo of the Question: Answer: Here are three images: Here are four images: Here are eight "
@@ -159,6 +164,7 @@ def build_world(
     report = leakage_report(categories, streams)
     (tmp / "leakage.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     world = {
+        "generator": GENERATOR,
         "seed": seed,
         "config": to_dict(cfg),
         "categories": [vars(cat) for cat in categories],
@@ -222,6 +228,12 @@ def ensure_world(
                 echo(f"world {path} not found: building preset '{preset}' (seed {seed})")
                 build_world(world_config(preset, overrides or None), path, seed=seed, progress=False)
     built = read_json(Path(path, "world.json"))
+    if built.get("generator", 1) != GENERATOR:
+        raise ConfigError(
+            f"{path} was written by world generator {built.get('generator', 1)} and this xmt writes generator "
+            f"{GENERATOR} (the same settings now give other data); rebuild it (xmt world build ... --force) "
+            "or point data.world to a directory that does not exist yet"
+        )
     wanted = json.loads(json.dumps(to_dict(world_config(preset, overrides or None))))
     differ = (["world_seed"] if built["seed"] != seed else []) + sorted(differences(_complete(built["config"]), wanted))
     if differ:
@@ -247,7 +259,8 @@ def world_identity(path: str | os.PathLike | None, preset: str, seed: int, overr
     built = Path(path, "world.json")
     if built.is_file():
         world = read_json(built)
-        seed, config = world["seed"], _complete(world["config"])
+        seed, config, generator = world["seed"], _complete(world["config"]), world.get("generator", 1)
     else:
-        config = to_dict(world_config(preset, overrides or None))
-    return hashlib.sha1(json.dumps({"seed": seed, "config": config}, sort_keys=True).encode()).hexdigest()[:16]
+        config, generator = to_dict(world_config(preset, overrides or None)), GENERATOR
+    identity = {"seed": seed, "config": config} | ({"generator": generator} if generator > 1 else {})
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
