@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -61,14 +62,16 @@ def test_ensure_tower_builds_once_and_refuses_a_tower_built_otherwise(tmp_path, 
         build_model(tiny_config(vision={"path": str(path)}))
     with pytest.raises(ConfigError, match=r"vision.pretrain.steps=5 needs vision.kind: vit, not 'clip'"):
         tiny_config(vision={"kind": "clip", "pretrain": {"steps": 5}})
-    # Without a path, the tower is kept under towers/, named by its settings (the same settings, the
-    # same tower; others, another).
+    # Without a path, the tower is kept in towers/ (beside the world when there is one), named by its
+    # settings (the same settings, the same tower; others, another).
     monkeypatch.chdir(tmp_path)
     unnamed = merge(vision, {"path": None}, prefix="vision")
     placed = ensure_tower(unnamed, None, echo=messages.append)
     assert placed.path.startswith("towers/conv-") and (tmp_path / placed.path / TOWER_WEIGHTS).is_file()
     assert ensure_tower(unnamed, None).path == placed.path
     assert ensure_tower(merge(unnamed, {"pretrain": {"lr": 1e-3}}, prefix="vision"), None).path != placed.path
+    beside = ensure_tower(unnamed, str(tmp_path / "out" / "world"), echo=messages.append)
+    assert Path(beside.path).parent == tmp_path / "out" / "towers"
     # The LLM arm of a grid whose base pretrains a tower: no vision, so nothing to build or check.
     assert not tiny_config(vision={"kind": "none", "pretrain": {"steps": 5}}).vision.enabled
     ensure_tower(
@@ -110,11 +113,11 @@ def test_a_grid_cell_pretrains_its_tower_once_and_trains_on_it_frozen(small_worl
     result = CliRunner().invoke(main, ["grid", "run", str(tmp_path / "g.yaml"), "--results", str(tmp_path / "res")])
     assert result.exit_code == 0, result.output
     assert result.output.count("pretraining it (3 steps)") == 1  # one tower for both seeds
-    (tower,) = [p for p in (tmp_path / "towers").iterdir() if p.is_dir()]
+    (tower,) = [p for p in (Path(small_world).parent / "towers").iterdir() if p.is_dir()]  # beside the world
     saved = load_file(str(tower / TOWER_WEIGHTS))
     for cell in load_grid(tmp_path / "g.yaml").cells():
         run = tmp_path / "res" / "g" / cell.id / "run"
-        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["vision"]["path"] == f"towers/{tower.name}"
+        assert yaml.safe_load((run / "config.yaml").read_text())["model"]["vision"]["path"] == str(tower)
         (checkpoint,) = (run / "checkpoints").iterdir()
         weights = load_file(str(checkpoint / "model.safetensors"))
         assert all(torch.equal(weights[f"vision.{k}"], v) for k, v in saved.items())  # frozen: as pretrained

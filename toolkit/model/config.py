@@ -79,7 +79,7 @@ class VisionConfig:
     kind: str = "clip"  # clip (transformers CLIPVisionModel) | vit (small ViT from scratch) | none (text-only LLM)
     # clip: local Hugging Face directory to load weights (and shape) from. vit: a tower directory
     # (tower.safetensors + tower.json), built there by `vision.pretrain` when missing (default with
-    # pretraining: towers/<stem>-<digest of the tower's settings>).
+    # pretraining: towers/<stem>-<digest of the tower's settings> beside the run's world).
     path: str | None = None
     freeze: str = "all_but_last"  # all | all_but_last | none: which tower parameters stay trainable
     image_size: int = 224  # input resolution (pixels, square)

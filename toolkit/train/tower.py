@@ -164,15 +164,17 @@ def with_tower(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunConfig
 
 
 def ensure_tower(vision: VisionConfig, world: str | None, echo: Callable[[str], None] = print) -> VisionConfig:
-    """Pretrain the tower into `vision.path` (default: towers/<stem>-<digest of its settings>) unless
-    it is there (processes that ask at once wait on a lock beside it), and check that a tower found
-    there was built with these settings. Returns `vision` with the path set."""
+    """Pretrain the tower into `vision.path` unless it is there (processes that ask at once wait on a
+    lock beside it), and check that a tower found there was built with these settings. Default path:
+    `towers/<stem>-<digest of its settings>` beside the run's world (the world that draws its
+    renders; `towers/` in the working directory without one). Returns `vision` with the path set."""
     if vision.kind != "vit" or not vision.pretrain.steps:
         return vision
     renders = world_renders(world, vision)
     if not vision.path:
         digest = hashlib.sha1(json.dumps(tower_record(vision, renders), sort_keys=True).encode()).hexdigest()
-        vision = dataclasses.replace(vision, path=f"towers/{vision.stem}-{digest[:12]}")
+        root = Path(world).parent / "towers" if world else Path("towers")
+        vision = dataclasses.replace(vision, path=str(root / f"{vision.stem}-{digest[:12]}"))
     path = Path(vision.path)
     if not (path / TOWER_RECORD).is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
