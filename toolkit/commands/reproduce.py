@@ -3,7 +3,9 @@
 model check -> world build -> the paper's grids (train + evaluate every cell; cells that train the
 same model share one run) -> analysis of one multimodal run -> paper tables and figures -> a summary
 of every artifact and the headline transfer effects.
-A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU).
+A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU,
+short of what the learnability gates ask), `calibrated` (every stage's steps and 3 seeds: the smallest
+budget at which the gates pass).
 Every stage reuses what a previous, interrupted run finished.
 """
 
@@ -32,6 +34,7 @@ class Scale:
     grids: tuple[str, ...]  # experiments/paper/<name>.yaml, in order
     analysis_limit: int  # VQA prompts for the attention study
     probe_attributes: tuple[str, ...]  # attributes probed layer by layer
+    jobs: int = 1  # grid cells at a time (`xmt reproduce --jobs`)
 
 
 # Grids whose cells train the same model share one run (toolkit.grid.run), so the seven grids train
@@ -58,6 +61,14 @@ SCALES = {
         model="tiny",
         world="tiny",
         grid_scale="reproduce",
+        grids=PAPER_GRIDS,
+        analysis_limit=8,
+        probe_attributes=("colour", "size", "shape"),
+    ),
+    "calibrated": Scale(
+        model="tiny",
+        world="tiny",
+        grid_scale="calibrated",
         grids=PAPER_GRIDS,
         analysis_limit=8,
         probe_attributes=("colour", "size", "shape"),
@@ -129,7 +140,10 @@ def grids_stage(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:
     done = failed = 0
     for name in scale.grids:
         states = run_grid(
-            scaled_grid(name, scale, out), out / "results", echo=lambda line, name=name: echo(f"  {name} {line}")
+            scaled_grid(name, scale, out),
+            out / "results",
+            jobs=scale.jobs,
+            echo=lambda line, name=name: echo(f"  {name} {line}"),
         )
         done += sum(s == "done" for s in states.values())
         failed += sum(s == "failed" for s in states.values())
@@ -226,14 +240,14 @@ def write_summary(scale: Scale, out: Path, times: list[tuple[str, float]], effec
     return write_atomic(out / "paper" / "summary.json", json.dumps(summary, indent=1) + "\n")
 
 
-def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print) -> bool:
+def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print, jobs: int = 1) -> bool:
     """Run every stage in order; returns True when all passed. Prints the time of each stage, then
     the learnability gates and the headline effects, and writes them to OUT/paper/summary.json."""
     from toolkit.grid.learnability import format_gates, gate_results, load_learnability
 
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
-    s, out_dir = SCALES[scale], Path(out)
+    s, out_dir = dataclasses.replace(SCALES[scale], jobs=jobs), Path(out)
     ok, times = True, []
     for i, (name, fn) in enumerate(STAGES, 1):
         start = time.perf_counter()
