@@ -174,7 +174,8 @@ def _int_list(value: str) -> list[int]:
 @click.option(
     "--world",
     type=click.Path(exists=True, file_okay=False),
-    help="World directory for the world tasks (default: the run's data.world; needed by imported runs).",
+    help="World directory for the world tasks (default: the run's data.world; needed by imported runs "
+    "and Hugging Face models).",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Results directory (default: RUN_DIR/eval).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
@@ -182,7 +183,8 @@ def _int_list(value: str) -> list[int]:
 def eval_command(
     path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device
 ) -> None:
-    """Evaluate PATH (a run directory's last checkpoint, or a checkpoint directory) on tasks.
+    """Evaluate PATH (a run directory's last checkpoint, a checkpoint directory, or a Hugging Face
+    model directory: LLaVA or a causal LM, its family read from config.json) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
     eval/<cell>.samples.jsonl; finished cells are skipped on a rerun.
@@ -194,7 +196,9 @@ def eval_command(
         click.echo(describe_tasks())
         return
     if path is None:
-        raise click.UsageError("Missing argument 'PATH' (a run or checkpoint directory), or pass --list.")
+        raise click.UsageError(
+            "Missing argument 'PATH' (a run, checkpoint or Hugging Face model directory), or pass --list."
+        )
 
     names = [t for t in tasks.split(",") if t]
     names = [n for t in names for n in (WORLD_TASKS if t == "world" else [t])]

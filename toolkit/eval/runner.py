@@ -38,7 +38,7 @@ from toolkit.train.rundir import find_checkpoint, image_transform, load_run
 
 @dataclasses.dataclass
 class Loaded:
-    adapter: ModelAdapter
+    adapter: ModelAdapter  # or a Hugging Face family's adapter (toolkit.families): the same interface
     checkpoint: Path
     step: int
     world: str | None
@@ -48,14 +48,20 @@ class Loaded:
 def load_checkpoint(
     path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, world: str | os.PathLike | None = None
 ) -> Loaded:
-    """A run directory (its last checkpoint) or a checkpoint directory -> model, tokenizer, transform.
-    `world` replaces the run's data.world (an imported model has none)."""
+    """A run directory (its last checkpoint), a checkpoint directory, or a Hugging Face checkpoint
+    directory (config.json; its family from the model_type, toolkit.families) -> an adapter.
+    `world` replaces the run's data.world (an imported or Hugging Face model has none)."""
     try:
         torch.device(device)
     except RuntimeError:
         raise ConfigError(f"device={device}: not a torch device; valid: cpu, cuda, cuda:N") from None
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device}: no CUDA GPU is available here; valid: cpu")
+    from toolkit.families import is_hf_dir, load_family
+
+    if is_hf_dir(path):
+        adapter = load_family(path, device=device, batch_size=batch_size)
+        return Loaded(adapter, Path(path), 0, str(world) if world is not None else None, None)
     run_dir, checkpoint = find_checkpoint(path)
     cfg = load_run(run_dir)
     tokenizer = load_tokenizer(cfg.resolve(cfg.data.tokenizer), special_strings=cfg.data.special_tokens)
@@ -177,7 +183,7 @@ def evaluate(
             examples = LOADERS.get(spec.loader)(source, skips)[:limit]
         except (UnicodeDecodeError, csv.Error, json.JSONDecodeError) as err:
             raise DataError(f"{source}: not readable as {spec.name} data ({type(err).__name__}: {err})") from err
-        if loaded.adapter.transform is None and any(ex.images for ex in examples):
+        if not loaded.adapter.accepts_images and any(ex.images for ex in examples):
             echo(f"{spec.name}: skipped, the model has no vision tower and the task shows images")
             continue
         for k in shots:
@@ -246,7 +252,7 @@ def _evaluate_cell(
     if result_path.is_file() and json.loads(result_path.read_text()).get("key_hash") == digest:
         echo(f"{name}: done already, skipped")
         return json.loads(result_path.read_text())
-    image_size = loaded.adapter.transform.size if loaded.adapter.transform else 32
+    image_size = loaded.adapter.image_size if loaded.adapter.accepts_images else 32
     seed, per_trial, trial_predictions, all_samples = key["seed"], [], [], []
     for trial in range(key["trials"]):
         scores, samples, predictions = run_cell(

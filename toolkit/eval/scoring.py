@@ -24,6 +24,15 @@ class ModelAdapter:
         self.model, self.tok, self.transform, self.batch_size = model.eval(), tokenizer, transform, batch_size
         self.device = next(model.parameters()).device
 
+    @property
+    def accepts_images(self) -> bool:
+        return self.transform is not None
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the tower reads (for blank demo images)."""
+        return self.transform.size
+
     def encode(self, parts: Sequence[str | Image.Image]) -> tuple[list[int], torch.Tensor | None]:
         """`<s>` + parts as ids (each image as its span) and the stacked pixels of the images."""
         special = self.tok.special

@@ -1,0 +1,129 @@
+"""Hugging Face families (toolkit.families) against the models' own forward and generate, on tiny
+random checkpoints written here with save_pretrained."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hf_models import tiny_llama, tiny_llava
+from PIL import Image
+
+from toolkit.cli import main
+from toolkit.config import ConfigError
+from toolkit.families import detect_family, is_hf_dir, load_family
+
+CHAT = (
+    "{% for m in messages %}{{ m['role'] | upper }}: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def picture(seed):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="module")
+def hf_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hf")
+    return {
+        "causal_lm": tiny_llama(root / "llama"),
+        "llava": tiny_llava(root / "llava"),
+        "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
+    }
+
+
+def prompts(family):
+    text = [
+        ["The color of the lemon is?"],
+        ["Question: what is this? Answer:"],
+        ["Is the tiger larger than the mouse?"],
+    ]
+    if family == "causal_lm":
+        return text
+    return [
+        [picture(0), "Question: what is this? Answer:"],
+        ["A photo of", picture(1), " a red apple . Then", picture(2)],
+    ] + text
+
+
+def reference_logprob(adapter, parts, continuation):
+    """The family's own forward on one unpadded prompt: the processor (or tokenizer) on the text,
+    the continuation as the tail of the whole text's tokens."""
+    text = adapter.prompt_text(parts)
+    images = [p for p in parts if isinstance(p, Image.Image)]
+    if adapter.processor is not None:
+        enc = adapter.processor(
+            text=[text], images=images or None, return_tensors="pt", add_special_tokens=not adapter.chat
+        )
+    else:
+        enc = adapter.tok([text], return_tensors="pt", add_special_tokens=not adapter.chat)
+    head = adapter.tok(text, add_special_tokens=False)["input_ids"]
+    cont = adapter.tok(text + " " + continuation, add_special_tokens=False)["input_ids"][len(head) :]
+    ids = torch.cat([enc["input_ids"], torch.tensor([cont])], dim=1)
+    extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        logits = adapter.model(input_ids=ids, **extra).logits[0].float()
+    lp = torch.log_softmax(logits, -1)[enc["input_ids"].shape[1] - 1 : -1]
+    return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
+
+
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat"])
+def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
+    adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
+    assert adapter.family == name.split("-")[0] and adapter.chat == name.endswith("chat")
+    requests = [(p, c) for p in prompts(adapter.family) for c in ("yellow", "a red apple", "Yes")]
+    scores = adapter.rank(requests)
+    for (parts, cont), score in zip(requests, scores):
+        assert abs(score.logprob - reference_logprob(adapter, parts, cont)) <= 1e-4, (parts, cont)
+
+
+@pytest.mark.parametrize("name", ["causal_lm", "llava"])
+def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs, name):
+    adapter = load_family(hf_dirs[name], batch_size=4)
+    batch = prompts(adapter.family)
+    outputs = adapter.generate(batch, max_new_tokens=5)
+    states = adapter.states(batch)
+    config = adapter.text_config()
+    assert states.shape == (len(batch), config.num_hidden_layers + 1, config.hidden_size)
+    for parts, output, state in zip(batch, outputs, states):
+        context = adapter.context(parts)
+        ids = torch.tensor([context.input_ids])
+        with torch.no_grad():
+            tokens = adapter.model.generate(
+                input_ids=ids, **context.tensors, max_new_tokens=5, do_sample=False, pad_token_id=adapter.pad
+            )[0, ids.shape[1] :].tolist()
+            hidden = adapter.model(input_ids=ids, **context.tensors, output_hidden_states=True).hidden_states
+        eos = adapter.tok.eos_token_id
+        tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
+        assert output == adapter.tok.decode(tokens, skip_special_tokens=True)
+        assert torch.allclose(state, torch.stack([h[0, -1] for h in hidden]), atol=1e-5)
+    constrained = adapter.generate(batch, max_new_tokens=6, candidates=["yellow", "red apple"])
+    assert all(o.strip() in ("yellow", "red apple") for o in constrained), constrained
+
+
+def test_families_are_detected_from_config_json_and_refuse_what_they_cannot_do(hf_dirs, tmp_path):
+    assert detect_family(hf_dirs["llava"]) == "llava" and detect_family(hf_dirs["causal_lm"]) == "causal_lm"
+    assert is_hf_dir(hf_dirs["llava"]) and not is_hf_dir(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "blip-2"}))
+    with pytest.raises(ConfigError, match=r"model_type 'blip-2' is not a supported family; supported: .*llava"):
+        detect_family(tmp_path)
+    text_only = load_family(hf_dirs["causal_lm"])
+    with pytest.raises(ConfigError, match=r"a causal_lm model reads text only"):
+        text_only.rank([([picture(0), "what is this?"], "a cat")])
+
+
+def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
+    for name in ("llava", "causal_lm"):
+        out = tmp_path / name
+        args = ["eval", str(hf_dirs[name]), "--world", str(small_world), "--tasks", "world-colour,world-vqa"]
+        result = CliRunner().invoke(main, [*args, "--limit", "4", "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        colour = json.loads((out / "world-colour.json").read_text())
+        assert colour["n"] == 4 and 0.0 <= colour["value"] <= 1.0
+        assert (out / "world-vqa.json").is_file() == (name == "llava")  # the text-only model skips image tasks
+    result = CliRunner().invoke(main, ["eval", str(tmp_path), "--world", str(small_world)])
+    assert result.exit_code != 0

@@ -1,0 +1,224 @@
+"""What every Hugging Face family gives xmt's evaluation: rank, generate and states over prompts made
+of text and images, in the family's own image format (and chat template where it has one).
+
+A family subclass says how a prompt becomes the model's inputs (`context`: text with the family's
+image placeholders plus the processor's tensors) and how several prompts are batched (`collate`).
+The rest is shared: continuations are tokenised as the tail of the whole text (so a word keeps the
+tokenisation it has after its prompt), scored in right-padded batches, generated greedily by the
+model's own `generate` (left-padded), and read as hidden states at the last prompt token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from toolkit.config import ConfigError
+from toolkit.files import read_json
+from toolkit.model.generation import ContinuationScore
+from toolkit.registry import Registry
+
+Part = str | Image.Image
+
+FAMILIES: Registry[type[HFAdapter]] = Registry("model family")
+MODEL_TYPES: dict[str, str] = {}  # config.json model_type -> family name
+
+
+def register_family(name: str, model_types: Sequence[str]):
+    """Class decorator: the family `name` reads checkpoints whose config.json has one of `model_types`."""
+
+    def add(cls):
+        FAMILIES.add(name, cls)
+        for model_type in model_types:
+            MODEL_TYPES[model_type] = name
+        cls.family = name
+        return cls
+
+    return add
+
+
+def is_hf_dir(path: str | os.PathLike) -> bool:
+    """A Hugging Face checkpoint directory (config.json), not an xmt run or checkpoint."""
+    path = Path(path)
+    return (path / "config.json").is_file() and not (path / "config.yaml").is_file()
+
+
+def detect_family(path: str | os.PathLike) -> str:
+    """The family that reads the checkpoint at `path`, from its config.json's model_type."""
+    config = read_json(Path(path) / "config.json")
+    model_type = config.get("model_type")
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(
+            f"{Path(path) / 'config.json'}: model_type '{model_type}' is not a supported family; "
+            f"supported: {', '.join(sorted(MODEL_TYPES))}"
+        )
+    return MODEL_TYPES[model_type]
+
+
+@dataclasses.dataclass
+class Context:
+    """A prompt as the model reads it: its text (image placeholders not yet expanded), the input ids
+    with the images expanded, and the processor's other tensors (pixels, grids), batch dimension 1."""
+
+    text: str
+    input_ids: list[int]
+    tensors: dict[str, torch.Tensor]
+
+
+class HFAdapter:
+    """rank / generate / states for one Hugging Face model (see the module docstring)."""
+
+    family = ""
+    accepts_images = False
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, attention: str = "sdpa"):
+        self.path, self.device, self.batch_size = Path(path), torch.device(device), batch_size
+        self.model, self.tok, self.processor = self.load(self.path, attention)
+        self.model.to(self.device).eval()
+        self.pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else (self.tok.eos_token_id or 0)
+        self.chat = getattr(self.processor or self.tok, "chat_template", None) is not None
+
+    # -- what a family provides ------------------------------------------------------------------
+    def load(self, path: Path, attention: str):
+        """(model, tokenizer, processor or None), read from `path` only."""
+        raise NotImplementedError
+
+    def prompt_text(self, parts: Sequence[Part]) -> str:
+        """The prompt as text, each image as the family's placeholder, in the chat template if any."""
+        raise NotImplementedError
+
+    def context(self, parts: Sequence[Part]) -> Context:
+        raise NotImplementedError
+
+    @property
+    def image_size(self) -> int:
+        """The side of a square image this family's processor is happy with (for blank demo images)."""
+        return 224
+
+    @property
+    def num_layers(self) -> int:
+        return self.text_config().num_hidden_layers
+
+    def text_config(self):
+        config = self.model.config
+        return getattr(config, "text_config", None) or config
+
+    # -- shared ------------------------------------------------------------------------------------
+    def _images(self, parts: Sequence[Part]) -> list[Image.Image]:
+        images = [p for p in parts if isinstance(p, Image.Image)]
+        if images and not self.accepts_images:
+            raise ConfigError(f"{self.path}: a {self.family} model reads text only; this task's prompts have images")
+        return images
+
+    def continuation(self, text: str, continuation: str) -> list[int]:
+        """The ids of `continuation` (after a space) as they are tokenised after `text`."""
+        head = self.tok(text, add_special_tokens=False)["input_ids"]
+        whole = self.tok(text + " " + continuation, add_special_tokens=False)["input_ids"]
+        if whole[: len(head)] == head and len(whole) > len(head):
+            return whole[len(head) :]
+        return self.tok(" " + continuation, add_special_tokens=False)["input_ids"]
+
+    def collate(self, contexts: Sequence[Context], rows: Sequence[list[int]], left: bool = False) -> dict:
+        """One batch: `rows` (each context's ids, maybe with a continuation) padded, the contexts'
+        tensors concatenated along their first dimension in row order."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            span = slice(width - len(row), width) if left else slice(0, len(row))
+            ids[i, span] = torch.as_tensor(row)
+            mask[i, span] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        for key in dict.fromkeys(k for c in contexts for k in c.tensors):  # rows without images add none
+            batch[key] = torch.cat([c.tensors[key] for c in contexts if key in c.tensors])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    @torch.inference_mode()
+    def rank(self, requests: Sequence[tuple[Sequence[Part], str]]) -> list[ContinuationScore]:
+        """Log-likelihood of each continuation (after a space) following its prompt."""
+        out: list[ContinuationScore] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            contexts = [self.context(parts) for parts, _ in chunk]
+            conts = [self.continuation(c.text, cont) for c, (_, cont) in zip(contexts, chunk)]
+            batch = self.collate(contexts, [c.input_ids + t for c, t in zip(contexts, conts)])
+            logprobs = torch.log_softmax(self.model(**batch).logits.float(), dim=-1)
+            for j, (c, cont) in enumerate(zip(contexts, conts)):
+                c0, n = len(c.input_ids), len(cont)
+                target = torch.as_tensor(cont, device=self.device)
+                pred = logprobs[j, c0 - 1 : c0 - 1 + n]
+                lp = pred.gather(-1, target[:, None]).sum()
+                out.append(ContinuationScore(float(lp), n, bool((pred.argmax(-1) == target).all())))
+        return out
+
+    @torch.inference_mode()
+    def states(self, prompts: Sequence[Sequence[Part]]) -> torch.Tensor:
+        """The residual stream at each prompt's last token: (prompts, layers + 1, dim), the input
+        embeddings first."""
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            contexts = [self.context(p) for p in prompts[start : start + self.batch_size]]
+            batch = self.collate(contexts, [c.input_ids for c in contexts])
+            hidden = self.model(**batch, output_hidden_states=True).hidden_states
+            last = batch["attention_mask"].sum(1) - 1
+            rows = torch.arange(len(contexts), device=self.device)
+            out.append(torch.stack([h[rows, last].float().cpu() for h in hidden], dim=1))
+        return torch.cat(out)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: Sequence[Sequence[Part]],
+        max_new_tokens: int,
+        num_beams: int = 1,
+        candidates: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The model's own `generate`, greedy (or beam search); with `candidates`, only those strings."""
+        out: list[str] = []
+        eos = self.tok.eos_token_id
+        for start in range(0, len(prompts), self.batch_size):
+            contexts = [self.context(p) for p in prompts[start : start + self.batch_size]]
+            batch = self.collate(contexts, [c.input_ids for c in contexts], left=True)
+            width = batch["input_ids"].shape[1]
+            allowed = self._allowed(contexts, candidates, width) if candidates else None
+            tokens = self.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                num_beams=num_beams,
+                do_sample=False,
+                pad_token_id=self.pad,
+                eos_token_id=eos,
+                prefix_allowed_tokens_fn=allowed,
+            )[:, width:]
+            for row in tokens.tolist():
+                if eos in row:
+                    row = row[: row.index(eos)]
+                out.append(self.tok.decode(row, skip_special_tokens=True))
+        return out
+
+    def _allowed(self, contexts: Sequence[Context], candidates: Sequence[str], width: int):
+        """prefix_allowed_tokens_fn: the next tokens that keep a row on one of its candidates."""
+        eos = self.tok.eos_token_id
+        tries = []
+        for c in contexts:
+            trie: dict = {}
+            for cand in candidates:
+                node = trie
+                for t in self.continuation(c.text, cand) + [eos]:
+                    node = node.setdefault(t, {})
+            tries.append(trie)
+
+        def allowed(row: int, ids: torch.Tensor) -> list[int]:
+            node = tries[row]
+            for t in ids[width:].tolist():
+                node = node.get(t)
+                if node is None:
+                    return [eos]
+            return list(node) or [eos]
+
+        return allowed
