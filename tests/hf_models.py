@@ -17,7 +17,7 @@ CORPUS = [
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 
 
-def tokenizer():
+def tokenizer(specials=SPECIALS):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -25,7 +25,7 @@ def tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=320, special_tokens=list(specials), initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(CORPUS, trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
@@ -93,4 +93,42 @@ def tiny_llava(out: Path, seed: int = 0, chat_template: str | None = None) -> Pa
         chat_template=chat_template,
     )
     processor.save_pretrained(out)
+    return out
+
+
+QWEN_SPECIALS = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<|vision_start|>",
+    "<|image_pad|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+]
+
+
+def tiny_qwen2_vl(out: Path, seed: int = 0) -> Path:
+    """A tiny Qwen2-VL: patch 4, 2x2 merge, images of 16x16 to 48x48 pixels (dynamic resolution)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = tokenizer(QWEN_SPECIALS)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    text = text_config(len(tok), tok).to_dict()
+    text.update(rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]})
+    config = Qwen2VLConfig(
+        text_config={k: v for k, v in text.items() if k not in ("model_type", "architectures", "transformers_version")},
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=4, mlp_ratio=2),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    Qwen2VLImageProcessorPil(
+        size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}, patch_size=4, merge_size=2, temporal_patch_size=2
+    ).save_pretrained(out)
     return out

@@ -2,12 +2,13 @@
 random checkpoints written here with save_pretrained."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hf_models import tiny_llama, tiny_llava
+from hf_models import tiny_llama, tiny_llava, tiny_qwen2_vl
 from PIL import Image
 
 from toolkit.cli import main
@@ -33,6 +34,7 @@ def hf_dirs(tmp_path_factory):
         "causal_lm": tiny_llama(root / "llama"),
         "llava": tiny_llava(root / "llava"),
         "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
+        "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
     }
 
 
@@ -44,10 +46,26 @@ def prompts(family):
     ]
     if family == "causal_lm":
         return text
-    return [
+    images = [
         [picture(0), "Question: what is this? Answer:"],
         ["A photo of", picture(1), " a red apple . Then", picture(2)],
-    ] + text
+    ]
+    if family == "qwen2_vl":  # dynamic resolution: an image of another shape gets another patch grid
+        images.append([Image.fromarray(np.zeros((40, 24, 3), dtype="uint8")), "what is this?"])
+    return images + text
+
+
+def qwen_inputs(adapter, text, images):
+    """The Qwen2-VL processor's rule, from its image processor: the i-th `<|image_pad|>` repeated
+    grid_t * grid_h * grid_w / 4 times (2x2 merge), token types 1 on image tokens."""
+    enc = {}
+    if images:
+        enc = dict(adapter.images(images=images, return_tensors="pt"))
+        grids = iter(enc["image_grid_thw"].prod(-1).tolist())
+        text = re.sub(r"<\|image_pad\|>", lambda m: m.group(0) * (next(grids) // 4), text)
+    enc["input_ids"] = adapter.tok([text], return_tensors="pt")["input_ids"]
+    enc["mm_token_type_ids"] = (enc["input_ids"] == adapter.model.config.image_token_id).long()
+    return enc
 
 
 def reference_logprob(adapter, parts, continuation):
@@ -55,7 +73,9 @@ def reference_logprob(adapter, parts, continuation):
     the continuation as the tail of the whole text's tokens."""
     text = adapter.prompt_text(parts)
     images = [p for p in parts if isinstance(p, Image.Image)]
-    if adapter.processor is not None:
+    if adapter.family == "qwen2_vl":
+        enc = qwen_inputs(adapter, text, images)
+    elif adapter.processor is not None:
         enc = adapter.processor(
             text=[text], images=images or None, return_tensors="pt", add_special_tokens=not adapter.chat
         )
@@ -65,13 +85,17 @@ def reference_logprob(adapter, parts, continuation):
     cont = adapter.tok(text + " " + continuation, add_special_tokens=False)["input_ids"][len(head) :]
     ids = torch.cat([enc["input_ids"], torch.tensor([cont])], dim=1)
     extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+    if "mm_token_type_ids" in extra:  # the continuation is text
+        extra["mm_token_type_ids"] = torch.cat(
+            [extra["mm_token_type_ids"], torch.zeros((1, len(cont)), dtype=torch.long)], 1
+        )
     with torch.no_grad():
         logits = adapter.model(input_ids=ids, **extra).logits[0].float()
     lp = torch.log_softmax(logits, -1)[enc["input_ids"].shape[1] - 1 : -1]
     return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl"])
 def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
     assert adapter.family == name.split("-")[0] and adapter.chat == name.endswith("chat")
@@ -81,7 +105,7 @@ def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
         assert abs(score.logprob - reference_logprob(adapter, parts, cont)) <= 1e-4, (parts, cont)
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
 def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=4)
     batch = prompts(adapter.family)
@@ -92,11 +116,12 @@ def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs,
     for parts, output, state in zip(batch, outputs, states):
         context = adapter.context(parts)
         ids = torch.tensor([context.input_ids])
+        inputs = {**context.tensors, **{k: torch.tensor([v]) for k, v in context.per_token.items()}}
         with torch.no_grad():
             tokens = adapter.model.generate(
-                input_ids=ids, **context.tensors, max_new_tokens=5, do_sample=False, pad_token_id=adapter.pad
+                input_ids=ids, **inputs, max_new_tokens=5, do_sample=False, pad_token_id=adapter.pad
             )[0, ids.shape[1] :].tolist()
-            hidden = adapter.model(input_ids=ids, **context.tensors, output_hidden_states=True).hidden_states
+            hidden = adapter.model(input_ids=ids, **inputs, output_hidden_states=True).hidden_states
         eos = adapter.tok.eos_token_id
         tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
         assert output == adapter.tok.decode(tokens, skip_special_tokens=True)
@@ -117,13 +142,13 @@ def test_families_are_detected_from_config_json_and_refuse_what_they_cannot_do(h
 
 
 def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
-    for name in ("llava", "causal_lm"):
+    for name in ("llava", "qwen2_vl", "causal_lm"):
         out = tmp_path / name
         args = ["eval", str(hf_dirs[name]), "--world", str(small_world), "--tasks", "world-colour,world-vqa"]
         result = CliRunner().invoke(main, [*args, "--limit", "4", "--out", str(out)])
         assert result.exit_code == 0, result.output
         colour = json.loads((out / "world-colour.json").read_text())
         assert colour["n"] == 4 and 0.0 <= colour["value"] <= 1.0
-        assert (out / "world-vqa.json").is_file() == (name == "llava")  # the text-only model skips image tasks
+        assert (out / "world-vqa.json").is_file() == (name != "causal_lm")  # the text-only model skips image tasks
     result = CliRunner().invoke(main, ["eval", str(tmp_path), "--world", str(small_world)])
     assert result.exit_code != 0

@@ -63,11 +63,14 @@ def detect_family(path: str | os.PathLike) -> str:
 @dataclasses.dataclass
 class Context:
     """A prompt as the model reads it: its text (image placeholders not yet expanded), the input ids
-    with the images expanded, and the processor's other tensors (pixels, grids), batch dimension 1."""
+    with the images expanded, the processor's other tensors (pixels, grids; first dimension over
+    images or patches), and inputs with one value per token (padded with 0 like the ids; a
+    continuation's tokens are text, 0)."""
 
     text: str
     input_ids: list[int]
     tensors: dict[str, torch.Tensor]
+    per_token: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 class HFAdapter:
@@ -134,6 +137,14 @@ class HFAdapter:
             ids[i, span] = torch.as_tensor(row)
             mask[i, span] = 1
         batch = {"input_ids": ids, "attention_mask": mask}
+        for key in dict.fromkeys(k for c in contexts for k in c.per_token):
+            values = torch.zeros((len(rows), width), dtype=torch.long)
+            for i, (c, row) in enumerate(zip(contexts, rows)):
+                own = c.per_token.get(key, [])
+                row_values = torch.zeros(len(row), dtype=torch.long)
+                row_values[: len(own)] = torch.as_tensor(own, dtype=torch.long)
+                values[i, slice(width - len(row), width) if left else slice(0, len(row))] = row_values
+            batch[key] = values
         for key in dict.fromkeys(k for c in contexts for k in c.tensors):  # rows without images add none
             batch[key] = torch.cat([c.tensors[key] for c in contexts if key in c.tensors])
         return {k: v.to(self.device) for k, v in batch.items()}
