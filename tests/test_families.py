@@ -152,3 +152,54 @@ def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path)
         assert (out / "world-vqa.json").is_file() == (name != "causal_lm")  # the text-only model skips image tasks
     result = CliRunner().invoke(main, ["eval", str(tmp_path), "--world", str(small_world)])
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
+def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name):
+    adapter = load_family(hf_dirs[name])
+    parts = prompts(adapter.family)[0]
+    config = adapter.text_config()
+    last = config.num_hidden_layers - 1
+    names = ["embeds", "layers.0.attn_out", "layers.0.mlp_out", "layers.0.resid_post", f"layers.{last}.resid_post"]
+    context, cache = adapter.run_with_cache(parts, names)
+    for n in names:
+        assert cache[n].shape == (1, len(context.input_ids), config.hidden_size), n
+    # a pre-norm block adds its attention and MLP outputs to the stream
+    summed = cache["embeds"] + cache["layers.0.attn_out"] + cache["layers.0.mlp_out"]
+    assert torch.allclose(cache["layers.0.resid_post"], summed, atol=1e-5)
+    batch = adapter.collate([context], [context.input_ids])
+    with torch.no_grad():
+        hidden = adapter.model(**batch, output_hidden_states=True).hidden_states
+        assert torch.allclose(cache["embeds"], hidden[0].float(), atol=1e-6)
+        from toolkit.families.hooks import hooks
+
+        with hooks(adapter.model, {"layers.0.mlp_out": torch.zeros_like}):  # an intervention changes the output
+            ablated = adapter.model(**batch).logits
+        assert not torch.allclose(ablated, adapter.model(**batch).logits)
+    with pytest.raises(KeyError, match="unknown hook point"):
+        adapter.run_with_cache(parts, ["layers.99.mlp_out"])
+
+
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl"])
+def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
+    adapter = load_family(hf_dirs[name], attention="eager")
+    tall = Image.fromarray(np.zeros((40, 24, 3), dtype="uint8"))  # 40 x 24 pixels: rows > cols for Qwen2-VL
+    context, weights = adapter.attention(["A photo of", picture(1), " and", tall, " what?"])
+    config = adapter.text_config()
+    n = len(context.input_ids)
+    assert weights.shape == (config.num_hidden_layers, config.num_attention_heads, n, n)
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1]), atol=1e-4)
+    spans = adapter.image_spans(context)
+    grids = [(s.rows, s.cols) for s in spans]
+    assert grids == ([(4, 4), (4, 4)] if name == "llava" else [(4, 4), (5, 3)])  # patch 8 | 4 px merged 2x2
+    for span in spans:  # a planted spike on patch (r, c) comes back at (r, c)
+        for r, c in ((0, 0), (span.rows - 1, span.cols - 1), (span.rows // 2, 1)):
+            planted = torch.zeros(n)
+            planted[span.start + r * span.cols + c] = 1.0
+            assert divmod(int(span.grid(planted).argmax()), span.cols) == (r, c)
+    assert span.grid(weights[:, :, -1]).shape == (
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        span.rows,
+        span.cols,
+    )

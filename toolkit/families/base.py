@@ -73,6 +73,21 @@ class Context:
     per_token: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageSpan:
+    """An image's tokens in a prompt: they start at `start` and cover a rows x cols patch grid, row by row."""
+
+    start: int
+    rows: int
+    cols: int
+
+    def grid(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` over the prompt's tokens (last dimension T) -> (..., rows, cols) over this image's patches."""
+        return values[..., self.start : self.start + self.rows * self.cols].reshape(
+            *values.shape[:-1], self.rows, self.cols
+        )
+
+
 class HFAdapter:
     """rank / generate / states for one Hugging Face model (see the module docstring)."""
 
@@ -180,6 +195,56 @@ class HFAdapter:
             rows = torch.arange(len(contexts), device=self.device)
             out.append(torch.stack([h[rows, last].float().cpu() for h in hidden], dim=1))
         return torch.cat(out)
+
+    @torch.inference_mode()
+    def run_with_cache(self, parts: Sequence[Part], names: Sequence[str]) -> tuple[Context, dict[str, torch.Tensor]]:
+        """One prompt's forward with the named hook points (toolkit.families.hooks) cached."""
+        from toolkit.families.hooks import cache_activations
+
+        context = self.context(parts)
+        batch = self.collate([context], [context.input_ids])
+        with cache_activations(self.model, names) as store:
+            self.model(**batch)
+        return context, store
+
+    def image_spans(self, context: Context) -> list[ImageSpan]:
+        """Where each image's tokens are in `context.input_ids` and the patch grid they cover."""
+        token = self.image_token_id
+        spans, i, ids = [], 0, context.input_ids
+        while i < len(ids):
+            if ids[i] == token:
+                j = i
+                while j < len(ids) and ids[j] == token:
+                    j += 1
+                rows, cols = self.grid(context, len(spans), j - i)
+                if rows * cols != j - i:
+                    raise ValueError(f"image {len(spans)}: {j - i} tokens do not fill a {rows}x{cols} grid")
+                spans.append(ImageSpan(i, rows, cols))
+                i = j
+            else:
+                i += 1
+        return spans
+
+    @property
+    def image_token_id(self) -> int | None:
+        config = self.model.config
+        return getattr(config, "image_token_id", None) or getattr(config, "image_token_index", None)
+
+    def grid(self, context: Context, index: int, tokens: int) -> tuple[int, int]:
+        """(rows, cols) of the patch grid that image `index`'s `tokens` tokens cover (square by default)."""
+        side = round(tokens**0.5)
+        return side, side
+
+    @torch.inference_mode()
+    def attention(self, parts: Sequence[Part]) -> tuple[Context, torch.Tensor]:
+        """One prompt's attention weights, (layers, heads, T, T); the model must be loaded with
+        attention="eager" (the fused kernels return none)."""
+        context = self.context(parts)
+        batch = self.collate([context], [context.input_ids])
+        weights = self.model(**batch, output_attentions=True).attentions
+        if not weights or weights[0] is None:
+            raise ConfigError(f"{self.path}: no attention weights; load the family with attention='eager'")
+        return context, torch.stack([w[0].float().cpu() for w in weights])
 
     @torch.inference_mode()
     def generate(

@@ -72,3 +72,8 @@ class Qwen2VL(HFAdapter):
         ids = list(self.tok(expanded, add_special_tokens=not self.chat)["input_ids"])
         pad = self.model.config.image_token_id
         return Context(text, ids, tensors, {"mm_token_type_ids": [int(t == pad) for t in ids]})
+
+    def grid(self, context: Context, index: int, tokens: int) -> tuple[int, int]:
+        """Image `index`'s merged patches: (grid_h / merge, grid_w / merge), from its image_grid_thw."""
+        _, h, w = (int(v) for v in context.tensors["image_grid_thw"][index])
+        return h // self.merge, w // self.merge
