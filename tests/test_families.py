@@ -203,3 +203,25 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
         span.rows,
         span.cols,
     )
+
+
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
+def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
+    from toolkit.families.attribution import attribute
+
+    adapter = load_family(hf_dirs[name])
+    parts = prompts(adapter.family)[0]
+    result = attribute(adapter, parts, "a red apple", n_steps=64)
+    total = float(result.text.sum()) + sum(float(p.sum()) for p in result.patches)
+    assert (
+        abs(total - (result.output - result.baseline_output))
+        <= 0.02 * abs(result.output - result.baseline_output) + 1e-3
+    )
+    assert abs(result.delta) <= 0.02 * abs(result.output - result.baseline_output) + 1e-3
+    assert result.output == pytest.approx(adapter.rank([(parts, "a red apple")])[0].logprob, abs=1e-4)
+    context = adapter.context(parts)
+    assert len(result.tokens) == len(context.input_ids) == len(result.text)
+    spans = adapter.image_spans(context)
+    pixels = {"llava": (4, 4), "qwen2_vl": (8, 8)}  # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged
+    assert [tuple(p.shape) for p in result.patches] == [pixels.get(name)] * len(spans)
+    assert sum(result.shares.values()) == pytest.approx(1.0)

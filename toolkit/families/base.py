@@ -235,6 +235,14 @@ class HFAdapter:
         side = round(tokens**0.5)
         return side, side
 
+    def patch_embedding(self) -> torch.nn.Module:
+        """The vision tower's patch embedding (what attribution over image patches attributes to)."""
+        raise ConfigError(f"{self.path}: a {self.family} model has no vision tower")
+
+    def patch_grids(self, context: Context, values: torch.Tensor) -> list[torch.Tensor]:
+        """The patch embedding's per-patch values (its output, summed over channels) -> per image (rows, cols)."""
+        raise NotImplementedError
+
     @torch.inference_mode()
     def attention(self, parts: Sequence[Part]) -> tuple[Context, torch.Tensor]:
         """One prompt's attention weights, (layers, heads, T, T); the model must be loaded with

@@ -43,3 +43,9 @@ class Llava(HFAdapter):
         enc = self.processor(text=[text], images=images or None, return_tensors="pt", add_special_tokens=not self.chat)
         tensors = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
         return Context(text, enc["input_ids"][0].tolist(), tensors)
+
+    def patch_embedding(self):
+        return self.model.model.vision_tower.embeddings.patch_embedding
+
+    def patch_grids(self, context: Context, values):
+        return list(values.sum(1))  # the convolution's output (images, channels, rows, cols)

@@ -77,3 +77,15 @@ class Qwen2VL(HFAdapter):
         """Image `index`'s merged patches: (grid_h / merge, grid_w / merge), from its image_grid_thw."""
         _, h, w = (int(v) for v in context.tensors["image_grid_thw"][index])
         return h // self.merge, w // self.merge
+
+    def patch_embedding(self):
+        return self.model.model.visual.patch_embed
+
+    def patch_grids(self, context: Context, values):
+        """(patches, dim) in the processor's order, 2x2 merge blocks row by row, -> per image (rows, cols)."""
+        out, start, m = [], 0, self.merge
+        for t, h, w in context.tensors["image_grid_thw"].tolist():
+            block = values[start : start + t * h * w].sum(-1).reshape(t, h // m, w // m, m, m)
+            out.append(block.permute(0, 1, 3, 2, 4).reshape(t, h, w).sum(0))
+            start += t * h * w
+        return out
