@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = [
     {"toolkit", "toolkit.config", "toolkit.registry", "toolkit.files"},
     {"toolkit.model"},
-    {"toolkit.data", "toolkit.interp"},
+    {"toolkit.data", "toolkit.interp", "toolkit.families"},
     {"toolkit.world"},
     {"toolkit.train"},
     {"toolkit.eval", "toolkit.importers"},
