@@ -462,3 +462,21 @@ def test_a_metrics_line_cut_short_is_dropped_on_resume(finished_run, tmp_path):
     result = CliRunner().invoke(main, ["train", "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "metrics.jsonl").read_text() == rows
+
+
+def test_a_run_killed_while_writing_its_config_starts_again(small_world, tmp_path):
+    """SIGKILL between a temporary file and its rename leaves `config.yaml.tmp`: the run directory
+    holds nothing to resume, so a new run starts there (the grid retries the cell) instead of refusing."""
+    from conftest import run_dict
+
+    from toolkit.train.config import run_config_from_dict
+    from toolkit.train.loop import run_training
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml.tmp").write_text("")
+    summary = run_training(run_config_from_dict(run_dict(small_world, steps=2)), run)
+    assert summary["steps"] == 2 and not (run / "config.yaml.tmp").exists()
+    (run / "other.txt").write_text("x")
+    with pytest.raises(Exception, match="exists and is not empty"):
+        run_training(run_config_from_dict(run_dict(small_world, steps=2)), tmp_path / "r")

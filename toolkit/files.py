@@ -24,6 +24,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+def is_partial(path: str | os.PathLike) -> bool:
+    """A temporary file `atomic_path` left behind when its process was killed mid-write (`x.tmp`, `x.tmp.png`)."""
+    name = Path(path).name
+    return Path(path).is_file() and (name.endswith(".tmp") or ".tmp." in name)
+
+
 def read_json(path: str | os.PathLike):
     """A JSON file xmt wrote (or a user gave); unreadable JSON is a DataError naming the file."""
     import json

@@ -29,7 +29,7 @@ from toolkit.config import ConfigError, to_dict
 from toolkit.data.format import Batch
 from toolkit.data.mixture import Mixture
 from toolkit.data.tokenizer import Tokenizer, load_tokenizer
-from toolkit.files import write_atomic
+from toolkit.files import is_partial, write_atomic
 from toolkit.model.build import WEIGHTS_FILE, build_model
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import RunConfig, StageConfig
@@ -107,7 +107,7 @@ def run_training(
     toolkit.eval.runner.evaluator); `before_step(step, model)` is a hook for tests that inject faults."""
     run_dir = Path(run_dir)
     existed = run_dir.exists()
-    fresh = not resume and not (existed and any(run_dir.iterdir()))
+    fresh = not resume and not (existed and any(not is_partial(p) for p in run_dir.iterdir()))
     info = init_distributed(cfg.device)
     try:
         run = setup(cfg, run_dir, resume, info, evaluate)

@@ -23,7 +23,7 @@ import yaml
 
 from toolkit.config import ConfigError, to_dict
 from toolkit.data.images import CLIP_MEAN, CLIP_STD, ImageTransform
-from toolkit.files import write_atomic
+from toolkit.files import is_partial, write_atomic
 from toolkit.train import checkpoint as ckpt
 from toolkit.train.config import RunConfig, run_config_from_dict
 from toolkit.train.distributed import DistInfo, barrier
@@ -105,12 +105,16 @@ def environment(info: DistInfo) -> dict:
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, info: DistInfo) -> None:
-    """A new run: the directory must be new or empty; the resolved config is written first."""
-    occupied = run_dir.exists() and any(run_dir.iterdir())
+    """A new run: the directory must be new or empty (but for the temporary file of a write that a
+    killed process left, which holds nothing and is removed); the resolved config is written first."""
+    entries = list(run_dir.iterdir()) if run_dir.exists() else []
+    occupied = any(not is_partial(p) for p in entries)
     barrier(info)  # every process has looked before the main one writes (else a slow rank sees its files)
     if occupied:
         raise ConfigError(f"{run_dir} exists and is not empty; continue it with: xmt train --resume {run_dir}")
     if info.is_main:
+        for leftover in entries:
+            leftover.unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False))
         write_atomic(run_dir / ENV_FILE, json.dumps(environment(info), indent=2) + "\n")
