@@ -540,8 +540,8 @@ def paper_build(results: str, out: str, grids: str | None, scale: str, analysis:
     type=click.Choice(["smoke", "tiny", "calibrated"]),
     default="tiny",
     show_default=True,
-    help="Budget: smoke (seconds per cell, for CI), tiny (a laptop CPU; the models do not learn the world "
-    "at this budget) or calibrated (every stage's steps, 3 seeds: the learnability gates pass).",
+    help="Budget: smoke (seconds per cell, for CI), tiny (a laptop CPU; 30% of the steps at which the "
+    "learnability gates were found to pass) or calibrated (every stage's steps, 3 seeds).",
 )
 @click.option(
     "--jobs",

@@ -4,8 +4,8 @@ model check -> world build -> the paper's grids (train + evaluate every cell; ce
 same model share one run) -> analysis of one multimodal run -> paper tables and figures -> a summary
 of every artifact and the headline transfer effects.
 A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU,
-short of what the learnability gates ask), `calibrated` (every stage's steps and 3 seeds: the smallest
-budget at which the gates pass).
+30% of the steps at which the learnability gates were found to pass), `calibrated` (every stage's
+steps and 3 seeds, where they pass).
 Every stage reuses what a previous, interrupted run finished.
 """
 
