@@ -65,15 +65,8 @@ SCALES = {
         analysis_limit=8,
         probe_attributes=("colour", "size", "shape"),
     ),
-    "calibrated": Scale(
-        model="tiny",
-        world="tiny",
-        grid_scale="calibrated",
-        grids=PAPER_GRIDS,
-        analysis_limit=8,
-        probe_attributes=("colour", "size", "shape"),
-    ),
 }
+SCALES["calibrated"] = dataclasses.replace(SCALES["tiny"], grid_scale="calibrated")  # the grids' calibrated scale
 
 
 def model_check(scale: Scale, out: Path, echo: Callable[[str], None]) -> str:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from toolkit.families.base import HFAdapter, Part
+from toolkit.interp.attribution import attribution_shares
 
 
 @dataclasses.dataclass
@@ -32,10 +33,7 @@ class HFAttribution:
     @property
     def shares(self) -> dict[str, float]:
         """Share of absolute attribution on text tokens and on image patches (they sum to 1)."""
-        text = float(self.text.abs().sum())
-        image = float(sum(p.abs().sum() for p in self.patches))
-        total = text + image
-        return {"text": text / total if total else 0.0, "image": image / total if total else 0.0}
+        return attribution_shares(self.text, self.patches)
 
 
 def attribute(adapter: HFAdapter, parts: Sequence[Part], answer: str, n_steps: int = 64) -> HFAttribution:

@@ -118,10 +118,6 @@ class HFAdapter:
         """The side of a square image this family's processor is happy with (for blank demo images)."""
         return 224
 
-    @property
-    def num_layers(self) -> int:
-        return self.text_config().num_hidden_layers
-
     def text_config(self):
         config = self.model.config
         return getattr(config, "text_config", None) or config

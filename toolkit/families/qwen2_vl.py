@@ -8,6 +8,7 @@ own rule: the i-th image's pad token repeated grid_t * grid_h * grid_w / merge_s
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ class Qwen2VL(HFAdapter):
         for name in ("chat_template.jinja", "chat_template.json"):  # a processor-level chat template
             if tok.chat_template is None and (path / name).is_file():
                 text = (path / name).read_text()
-                tok.chat_template = text if name.endswith("jinja") else __import__("json").loads(text)["chat_template"]
+                tok.chat_template = text if name.endswith("jinja") else json.loads(text)["chat_template"]
         images = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         model = AutoModelForImageTextToText.from_pretrained(
             path, local_files_only=True, attn_implementation=attention, dtype="auto"

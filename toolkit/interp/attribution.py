@@ -29,10 +29,15 @@ class Attribution:
     @property
     def shares(self) -> dict[str, float]:
         """Share of absolute attribution on text tokens and on image patches (they sum to 1)."""
-        text = float(self.text.abs().sum())
-        image = float(self.patches.abs().sum()) if self.patches is not None else 0.0
-        total = text + image
-        return {"text": text / total if total else 0.0, "image": image / total if total else 0.0}
+        return attribution_shares(self.text, [] if self.patches is None else [self.patches])
+
+
+def attribution_shares(text: Tensor, patches: list[Tensor]) -> dict[str, float]:
+    """Share of absolute attribution on text tokens and on image patches (they sum to 1)."""
+    text_mass = float(text.abs().sum())
+    image_mass = float(sum(p.abs().sum() for p in patches))
+    total = text_mass + image_mass
+    return {"text": text_mass / total if total else 0.0, "image": image_mass / total if total else 0.0}
 
 
 def patch_layer(model: KosmosModel) -> torch.nn.Module:
