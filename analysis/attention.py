@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from analysis.common import save_figure, vqa_study_prompts, write_csv
+from analysis.common import is_hf, save_figure, vqa_study_prompts, write_csv
 from toolkit.files import atomic_path
-from toolkit.interp.attention import attention_maps, patch_map, text_to_image_mass
+from toolkit.interp.attention import AttentionMaps, attention_maps, patch_map, text_to_image_mass
 
 
 def run_attention(
@@ -24,19 +26,14 @@ def run_attention(
     world: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     out = Path(out)
-    adapter, prompts = vqa_study_prompts(run_dir, world, limit, "image attention to study")
-    model = adapter.model
+    adapter, prompts = vqa_study_prompts(run_dir, world, limit, "image attention to study", attention="eager")
     masses, rows = [], []
     overlay_data = []
-    for ex, ids, pixels in prompts:
-        input_ids = torch.tensor([ids])
-        maps = attention_maps(model, input_ids, pixels)
-        mass = text_to_image_mass(maps)  # (L, H)
-        masses.append(mass)
+    for ex, parts in prompts:
+        attn = prompt_attention(adapter, parts)
+        masses.append(text_to_image_mass(attn.maps))
         if len(overlay_data) < overlays:
-            last = len(ids) - 1
-            grids = [patch_map(model, maps, pixels, 0, last, layer).numpy() for layer in range(len(maps.weights))]
-            overlay_data.append((ex, grids))
+            overlay_data.append((ex, [attn.patch_map(-1, layer) for layer in range(attn.layers)]))
     mean = torch.stack(masses).mean(0)
     for layer in range(mean.shape[0]):
         for head in range(mean.shape[1]):
@@ -52,6 +49,48 @@ def run_attention(
         json.dumps([{"id": ex.id, "question": ex.fields["question"]} for ex, _ in overlay_data], indent=1)
     )
     return df
+
+
+@dataclass
+class PromptAttention:
+    """One prompt's attention weights in every layer (`maps`, rows sum to 1) and a query token's
+    attention on the first image's patch grid (`patch_map`)."""
+
+    maps: AttentionMaps
+    trace: Callable[[int, int, int | None], torch.Tensor]  # (query, layer, head) -> (rows, cols)
+
+    @property
+    def layers(self) -> int:
+        return len(self.maps.weights)
+
+    def patch_map(self, query: int = -1, layer: int = -1, head: int | None = None) -> np.ndarray:
+        """(rows, cols): token `query`'s attention in `layer` (negative: from the end) on the first
+        image's patches, averaged over heads unless `head`."""
+        return self.trace(query % self.maps.input_ids.shape[1], layer % self.layers, head).numpy()
+
+
+def prompt_attention(adapter, parts) -> PromptAttention:
+    """The attention of one prompt (text and images) for an xmt model or a Hugging Face family.
+
+    xmt: recomputed with the eager backend; the image embeddings are resampler latents, so a token's
+    attention on them is traced through the resampler onto the tower's patch grid. A Hugging Face
+    family (loaded with attention="eager"): the image tokens are the image's patches (merged ones for
+    Qwen2-VL), so the attention on them is the map itself."""
+    if is_hf(adapter):
+        context, weights = adapter.attention(parts)  # (L, H, T, T)
+        ids = torch.tensor([context.input_ids])
+        maps = AttentionMaps([w[None] for w in weights], None, ids, ids == adapter.image_token_id)
+        span = adapter.image_spans(context)[0]
+
+        def trace(query, layer, head):
+            w = weights[layer]
+            return span.grid((w.mean(0) if head is None else w[head])[query])
+
+        return PromptAttention(maps, trace)
+    ids, pixels = adapter.encode(parts)
+    model = adapter.model
+    maps = attention_maps(model, torch.tensor([ids]), pixels)
+    return PromptAttention(maps, lambda query, layer, head: patch_map(model, maps, pixels, 0, query, layer, head))
 
 
 def plot_mass(mass: np.ndarray, out: Path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from analysis.common import save_figure, vqa_study_prompts, write_csv
+from analysis.common import is_hf, save_figure, vqa_study_prompts, write_csv
 from toolkit.interp.attribution import attribute
 
 
@@ -22,11 +22,10 @@ def run_attribution(
 ) -> pd.DataFrame:
     out = Path(out)
     adapter, prompts = vqa_study_prompts(run_dir, world, limit, "image input to attribute to")
-    model = adapter.model
+    study = hf_prompt_attribution if is_hf(adapter) else xmt_prompt_attribution
     rows = []
-    for ex, ids, pixels in prompts:
-        answer = adapter.tok.encode(" " + ex.target)
-        res = attribute(model, torch.tensor(ids), answer, pixels, n_steps=n_steps)
+    for ex, parts in prompts:
+        res = study(adapter, parts, ex.target, n_steps)
         diff = res.output - res.baseline_output
         rows.append(
             {
@@ -47,6 +46,19 @@ def run_attribution(
     write_csv(df, out, "attribution")
     plot_shares(df, out)
     return df
+
+
+def xmt_prompt_attribution(adapter, parts, answer: str, n_steps: int):
+    """Integrated gradients of log p(answer | prompt) over xmt's text embeddings and image patches."""
+    ids, pixels = adapter.encode(parts)
+    return attribute(adapter.model, torch.tensor(ids), adapter.tok.encode(" " + answer), pixels, n_steps=n_steps)
+
+
+def hf_prompt_attribution(adapter, parts, answer: str, n_steps: int):
+    """The same for a Hugging Face family (its token embeddings and its tower's patch embedding)."""
+    from toolkit.families.attribution import attribute as attribute_hf
+
+    return attribute_hf(adapter, parts, answer, n_steps=n_steps)
 
 
 def plot_shares(df: pd.DataFrame, out: Path):

@@ -6,15 +6,17 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
+from toolkit.config import ConfigError
 from toolkit.eval.runner import Loaded, load_checkpoint
 from toolkit.files import atomic_path
 
 
-def load_run_for_analysis(run_dir: str | os.PathLike, world: str | os.PathLike | None = None) -> Loaded:
-    """The run's last checkpoint in eval mode; `world` replaces its data.world (an imported model has none)."""
-    loaded = load_checkpoint(run_dir, world=world)
+def load_run_for_analysis(
+    run_dir: str | os.PathLike, world: str | os.PathLike | None = None, attention: str = "sdpa"
+) -> Loaded:
+    """The run's last checkpoint (or a Hugging Face checkpoint directory, loaded with `attention`) in
+    eval mode; `world` replaces its data.world (an imported or Hugging Face model has none)."""
+    loaded = load_checkpoint(run_dir, world=world, attention=attention)
     loaded.adapter.model.eval()
     if not loaded.world:
         raise FileNotFoundError(f"{run_dir}: the run has no data.world; give the world directory (--world)")
@@ -53,25 +55,6 @@ def write_csv(df, out: Path, name: str) -> Path:
     return out / f"{name}.csv"
 
 
-@torch.no_grad()
-def layer_states(model, sequences: list[list[int]], images: list[torch.Tensor | None], batch_size: int = 32):
-    """Per sequence: a list over layers (0 = input embeddings, then each block) of (T, dim) states."""
-    from toolkit.data.format import collate
-    from toolkit.interp.hooks import cache_activations, residual_stream
-
-    tok = model.cfg.tokens
-    out = []
-    for start in range(0, len(sequences), batch_size):
-        seqs, ims = sequences[start : start + batch_size], images[start : start + batch_size]
-        b = collate(seqs, tok, images=ims)
-        names = residual_stream(model)
-        with cache_activations(model, names) as cache:
-            model(b.input_ids, b.images, b.attention_mask, compute_loss=False)
-        for row, seq in enumerate(seqs):
-            out.append([cache[n][row, : len(seq)] for n in names])
-    return out
-
-
 def world_vqa_examples(world: str | os.PathLike, limit: int):
     """The first `limit` world VQA questions (the probe set of the attention and attribution studies)."""
     from toolkit.data.shards import SkipLog
@@ -80,15 +63,24 @@ def world_vqa_examples(world: str | os.PathLike, limit: int):
     return LOADERS.get("world_vqa")(f"{world}/eval/vqa.jsonl", SkipLog())[:limit]
 
 
-def vqa_study_prompts(run_dir: str | os.PathLike, world: str | os.PathLike | None, limit: int, needs: str):
-    """The run's adapter and its first `limit` world VQA prompts, encoded: [(example, ids, pixels)].
+def vqa_study_prompts(
+    run_dir: str | os.PathLike, world: str | os.PathLike | None, limit: int, needs: str, attention: str = "sdpa"
+):
+    """The run's adapter and its first `limit` world VQA prompts as parts: [(example, parts)].
     A text-only model is an error naming what the study `needs` (it has no image input)."""
     from toolkit.eval.prompts import fill
     from toolkit.eval.tasks import TASKS
 
-    loaded = load_run_for_analysis(run_dir, world)
+    loaded = load_run_for_analysis(run_dir, world, attention=attention)
     adapter = loaded.adapter
-    if adapter.model.vision is None:
-        raise ValueError(f"{run_dir}: a text-only model has no {needs}")
+    if not adapter.accepts_images:
+        raise ConfigError(f"{run_dir}: a text-only model has no {needs}")
     prompt = TASKS.get("world-vqa").prompt
-    return adapter, [(ex, *adapter.encode(fill(prompt, ex))) for ex in world_vqa_examples(loaded.world, limit)]
+    return adapter, [(ex, fill(prompt, ex)) for ex in world_vqa_examples(loaded.world, limit)]
+
+
+def is_hf(adapter) -> bool:
+    """A Hugging Face family's adapter (toolkit.families), not xmt's own model."""
+    from toolkit.families import HFAdapter
+
+    return isinstance(adapter, HFAdapter)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.common import layer_states, load_run_for_analysis, save_figure, size_class, world_categories, write_csv
+from analysis.common import load_run_for_analysis, save_figure, size_class, world_categories, write_csv
 from toolkit.interp.probes import probe, transfer_probe
 
 TEMPLATES = ("the {}", "a {}", "this is a {}")
@@ -29,37 +29,29 @@ def _label(cat: dict, attribute: str) -> str:
 
 
 def features(run_dir: str | os.PathLike, images_per_category: int = 2, world: str | os.PathLike | None = None):
-    """(text rows, image rows): dicts with category, grounded and per-layer state vectors."""
+    """(categories, text rows, image rows): rows are dicts with the category and per-layer state vectors.
+    Works on xmt runs and Hugging Face checkpoints alike (the adapters' text_states / image_states)."""
     loaded = load_run_for_analysis(run_dir, world)
-    model, tok = loaded.adapter.model, loaded.adapter.tok
+    adapter = loaded.adapter
     cats = {c["name"]: c for c in world_categories(loaded.world)}
-    seqs, meta = [], []
-    for name in cats:
-        for template in TEMPLATES:
-            seqs.append([tok.special.bos] + tok.encode(template.format(name)))
-            meta.append(name)
-    text_rows = []
-    for name, states in zip(meta, layer_states(model, seqs, [None] * len(seqs))):
-        text_rows.append({"category": name, "states": [s[-1].numpy() for s in states]})
+    texts = [(name, template.format(name)) for name in cats for template in TEMPLATES]
+    states = adapter.text_states([t for _, t in texts]).numpy()
+    text_rows = [{"category": name, "states": list(s)} for (name, _), s in zip(texts, states)]
     image_rows = []
-    if model.vision is not None:
-        from toolkit.data.format import image_span
-
+    if adapter.accepts_images:
         eval_file = Path(loaded.world) / "eval" / "classification.jsonl"
         records = [json.loads(line) for line in eval_file.read_text().splitlines()]
         per_cat: dict[str, int] = {}
-        seqs, ims, names = [], [], []
+        names, images = [], []
         for r in records:
             if per_cat.get(r["label"], 0) >= images_per_category:
                 continue
             per_cat[r["label"]] = per_cat.get(r["label"], 0) + 1
-            _, pixels = loaded.adapter.encode([loaded_image(eval_file.parent / r["image"])])
-            seqs.append([tok.special.bos] + image_span(tok.special, model.num_image_tokens))
-            ims.append(pixels)
             names.append(r["label"])
-        for name, seq, states in zip(names, seqs, layer_states(model, seqs, ims)):
-            mask = np.array(seq) == tok.special.image_pad
-            image_rows.append({"category": name, "states": [s[mask].mean(0).numpy() for s in states]})
+            images.append(loaded_image(eval_file.parent / r["image"]))
+        if images:
+            states = adapter.image_states(images).numpy()
+            image_rows = [{"category": name, "states": list(s)} for name, s in zip(names, states)]
     return cats, text_rows, image_rows
 
 

@@ -225,3 +225,103 @@ def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     pixels = {"llava": (4, 4), "qwen2_vl": (8, 8)}  # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged
     assert [tuple(p.shape) for p in result.patches] == [pixels.get(name)] * len(spans)
     assert sum(result.shares.values()) == pytest.approx(1.0)
+
+
+def test_xmt_analyze_attention_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
+    import pandas as pd
+
+    from analysis.common import world_vqa_examples
+    from toolkit.eval.prompts import fill
+    from toolkit.eval.tasks import TASKS
+
+    first = world_vqa_examples(small_world, 1)[0]
+    for name in ("llava", "qwen2_vl"):
+        out = tmp_path / name
+        args = ["analyze", "attention", str(hf_dirs[name]), "--world", str(small_world), "--limit", "1"]
+        result = CliRunner().invoke(main, [*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        mass = pd.read_csv(out / "attention_mass.csv")
+        # by hand: each text token after the image, its attention summed over the image's tokens,
+        # averaged over those tokens
+        adapter = load_family(hf_dirs[name], attention="eager")
+        context, weights = adapter.attention(fill(TASKS.get("world-vqa").prompt, first))
+        span = adapter.image_spans(context)[0]
+        image = torch.zeros(len(context.input_ids), dtype=torch.bool)
+        image[span.start : span.start + span.rows * span.cols] = True
+        queries = [q for q in range(span.start + span.rows * span.cols, len(image)) if not image[q]]
+        expected = weights[:, :, queries][..., image].sum(-1).mean(-1)  # (layers, heads)
+        got = mass.pivot(index="layer", columns="head", values="text_to_image_mass").to_numpy()
+        assert np.allclose(got, expected.numpy(), atol=1e-5)
+        maps = np.load(out / "attention_overlays.npz")["maps"]  # (examples, layers, rows, cols)
+        assert maps.shape == (1, len(weights), span.rows, span.cols)
+        assert np.allclose(maps[0, -1], span.grid(weights[-1].mean(0)[-1]).numpy(), atol=1e-6)
+
+
+def test_xmt_analyze_probe_and_attribute_read_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
+    import pandas as pd
+
+    from analysis.probing import features
+
+    for name in ("causal_lm", "llava", "qwen2_vl"):
+        adapter = load_family(hf_dirs[name])
+        cats, text_rows, image_rows = features(hf_dirs[name], images_per_category=1, world=small_world)
+        assert len(text_rows) == 3 * len(cats) and bool(image_rows) == (name != "causal_lm")
+        # a text row is the plain phrase's residual stream at its last token, layer by layer
+        enc = adapter.tok(["the " + text_rows[0]["category"]], return_tensors="pt")
+        with torch.no_grad():
+            hidden = adapter.model(**enc, output_hidden_states=True).hidden_states
+        expected = np.stack([h[0, -1].numpy() for h in hidden])
+        assert np.allclose(np.stack(text_rows[0]["states"]), expected, atol=1e-5)
+        if image_rows:  # an image row is the mean over the image's tokens
+            image = Image.open(next((small_world / "eval").glob("**/*.png"))).convert("RGB")
+            with adapter.plain():
+                context = adapter.context([image])
+            span = adapter.image_spans(context)[0]
+            batch = adapter.collate([context], [context.input_ids])
+            with torch.no_grad():
+                hidden = adapter.model(**batch, output_hidden_states=True).hidden_states
+            tokens = slice(span.start, span.start + span.rows * span.cols)
+            states = adapter.image_states([image])[0]
+            assert np.allclose(states.numpy(), np.stack([h[0, tokens].mean(0).numpy() for h in hidden]), atol=1e-5)
+    out = tmp_path / "probe"
+    result = CliRunner().invoke(
+        main, ["analyze", "probe", str(hf_dirs["llava"]), "--world", str(small_world), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    probing = pd.read_csv(out / "probing.csv")
+    assert {"text", "image", "text->image"} <= set(probing["modality"])
+    assert probing["layer"].max() == adapter.text_config().num_hidden_layers
+    out = tmp_path / "attribute"
+    args = ["analyze", "attribute", str(hf_dirs["qwen2_vl"]), "--world", str(small_world), "--limit", "2"]
+    result = CliRunner().invoke(main, [*args, "--steps", "48", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    shares = pd.read_csv(out / "attribution.csv")
+    assert len(shares) == 2 and np.allclose(shares["image_share"] + shares["text_share"], 1.0)
+    assert (shares["relative_error"] < 0.05).all()
+    result = CliRunner().invoke(main, ["analyze", "attention", str(hf_dirs["causal_lm"]), "--world", str(small_world)])
+    assert result.exit_code != 0 and "text-only model has no image attention" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl"])
+def test_the_attention_notebook_runs_on_a_hugging_face_directory(hf_dirs, small_world, name, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("XMT_RUN_DIR", str(hf_dirs[name]))
+    monkeypatch.setenv("XMT_WORLD", str(small_world))
+    monkeypatch.setenv("XMT_OUT", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    nb = nbformat.read(root / "notebooks" / "attention_visualization.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(root)}}).execute()
+    assert (tmp_path / "attention_overlay.png").is_file() and (tmp_path / "attention_mass.png").is_file()
+    mass = nb.cells[-1].outputs[0]["data"]["text/plain"]  # the (layers, heads) mass, printed
+    assert mass.startswith("tensor([[") and mass.count("[") == 1 + adapter_layers(hf_dirs[name])
+
+
+def adapter_layers(path):
+    return json.loads((path / "config.json").read_text())["text_config"]["num_hidden_layers"]

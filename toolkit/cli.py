@@ -377,7 +377,10 @@ def grid_learnability_command(grid_file: str, scale: str, results: str | None, o
 
 @main.group(cls=_Group)
 def analyze() -> None:
-    """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures)."""
+    """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures).
+
+    probe, attention and attribute also read a Hugging Face checkpoint directory (LLaVA, Qwen2-VL,
+    a causal LM; give --world)."""
 
 
 def _world_option(f):
@@ -389,7 +392,15 @@ def _world_option(f):
 
 
 def _analysis_out(run_dir: str, out: str | None, kind: str) -> Path:
-    return Path(out) if out else Path(run_dir) / "analysis" / kind
+    """--out, else RUN_DIR/analysis/KIND; a Hugging Face checkpoint directory is left as it is
+    (results/analysis/<its name>/KIND)."""
+    from toolkit.families import is_hf_dir
+
+    if out:
+        return Path(out)
+    if is_hf_dir(run_dir):
+        return Path("results") / "analysis" / Path(run_dir).resolve().name / kind
+    return Path(run_dir) / "analysis" / kind
 
 
 @analyze.command("learnability")
@@ -420,7 +431,11 @@ def analyze_learnability(run_dir: str, out: str | None) -> None:
 
 @analyze.command("probe")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/probe).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output directory (default: RUN_DIR/analysis/probe; results/analysis/NAME/probe for a Hugging Face directory).",
+)
 @_world_option
 def analyze_probe(run_dir: str, out: str | None, world: str | None) -> None:
     """Layer-wise probes for colour, size and shape on text and image states, cross-modal and
@@ -434,7 +449,11 @@ def analyze_probe(run_dir: str, out: str | None, world: str | None) -> None:
 
 @analyze.command("attribute")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attribute).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output directory (default: RUN_DIR/analysis/attribute; results/analysis/NAME/attribute for a Hugging Face directory).",
+)
 @click.option(
     "--limit", type=click.IntRange(min=1), default=12, show_default=True, help="World VQA questions to attribute."
 )
@@ -451,7 +470,11 @@ def analyze_attribute(run_dir: str, out: str | None, limit: int, steps: int, wor
 
 @analyze.command("attention")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: RUN_DIR/analysis/attention).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Output directory (default: RUN_DIR/analysis/attention; results/analysis/NAME/attention for a Hugging Face directory).",
+)
 @click.option(
     "--limit", type=click.IntRange(min=1), default=16, show_default=True, help="World VQA prompts to average over."
 )

@@ -46,11 +46,17 @@ class Loaded:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, device: str = "cpu", batch_size: int = 16, world: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    device: str = "cpu",
+    batch_size: int = 16,
+    world: str | os.PathLike | None = None,
+    attention: str = "sdpa",
 ) -> Loaded:
     """A run directory (its last checkpoint), a checkpoint directory, or a Hugging Face checkpoint
     directory (config.json; its family from the model_type, toolkit.families) -> an adapter.
-    `world` replaces the run's data.world (an imported or Hugging Face model has none)."""
+    `world` replaces the run's data.world (an imported or Hugging Face model has none); `attention`
+    is a Hugging Face model's attention implementation ("eager" returns attention weights; xmt's own
+    models recompute them eagerly when asked)."""
     try:
         torch.device(device)
     except RuntimeError:
@@ -60,7 +66,7 @@ def load_checkpoint(
     from toolkit.families import is_hf_dir, load_family
 
     if is_hf_dir(path):
-        adapter = load_family(path, device=device, batch_size=batch_size)
+        adapter = load_family(path, device=device, batch_size=batch_size, attention=attention)
         return Loaded(adapter, Path(path), 0, str(world) if world is not None else None, None)
     run_dir, checkpoint = find_checkpoint(path)
     cfg = load_run(run_dir)

@@ -74,6 +74,26 @@ class ModelAdapter:
             out.append(torch.stack([cache[n][rows, last].float().cpu() for n in names], dim=1))
         return torch.cat(out)
 
+    def text_states(self, texts: Sequence[str]) -> torch.Tensor:
+        """The residual stream at the last token of each plain text (after `<s>`): (texts, layers + 1, dim)."""
+        return self.states([[t] for t in texts])
+
+    @torch.no_grad()
+    def image_states(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The residual stream averaged over each image's embedding positions (the image alone after
+        `<s>`): (images, layers + 1, dim)."""
+        names = residual_stream(self.model)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            encoded = [self.encode([im]) for im in images[start : start + self.batch_size]]
+            b = collate([e[0] for e in encoded], self.tok.special, images=[e[1] for e in encoded])
+            with cache_activations(self.model, names) as cache:
+                self.model(b.input_ids.to(self.device), b.images.to(self.device), compute_loss=False)
+            mask = (b.input_ids == self.tok.special.image_pad).to(self.device)[..., None].float()
+            means = [(cache[n] * mask).sum(1) / mask.sum(1) for n in names]  # each (B, dim)
+            out.append(torch.stack(means, dim=1).float().cpu())
+        return torch.cat(out)
+
     def generate(
         self,
         prompts: Sequence[Sequence],

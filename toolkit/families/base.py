@@ -10,6 +10,7 @@ model's own `generate` (left-padded), and read as hidden states at the last prom
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -190,6 +191,34 @@ class HFAdapter:
             last = batch["attention_mask"].sum(1) - 1
             rows = torch.arange(len(contexts), device=self.device)
             out.append(torch.stack([h[rows, last].float().cpu() for h in hidden], dim=1))
+        return torch.cat(out)
+
+    @contextlib.contextmanager
+    def plain(self):
+        """Inside the block, prompts are plain text (no chat template): probes read a phrase's own states."""
+        chat, self.chat = self.chat, False
+        try:
+            yield self
+        finally:
+            self.chat = chat
+
+    def text_states(self, texts: Sequence[str]) -> torch.Tensor:
+        """The residual stream at the last token of each plain text: (texts, layers + 1, dim)."""
+        with self.plain():
+            return self.states([[t] for t in texts])
+
+    @torch.inference_mode()
+    def image_states(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The residual stream averaged over each image's tokens (the image alone, as a plain prompt):
+        (images, layers + 1, dim)."""
+        out = []
+        with self.plain():
+            for start in range(0, len(images), self.batch_size):
+                contexts = [self.context([im]) for im in images[start : start + self.batch_size]]
+                batch = self.collate(contexts, [c.input_ids for c in contexts])
+                hidden = self.model(**batch, output_hidden_states=True).hidden_states
+                mask = (batch["input_ids"] == self.image_token_id)[..., None].float()
+                out.append(torch.stack([(h.float() * mask).sum(1) / mask.sum(1) for h in hidden], dim=1).cpu())
         return torch.cat(out)
 
     @torch.inference_mode()
