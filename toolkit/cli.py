@@ -170,6 +170,14 @@ def _int_list(value: str) -> list[int]:
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N examples of each task."
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the demo draws.")
+@click.option(
+    "--paraphrases",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Ask each question in up to N phrasings (the task's prompt first; --list shows how many a task has), "
+    "each its own cell <cell>-p<K>.",
+)
 @click.option("--data", "data", multiple=True, metavar="TASK=PATH", help="Read TASK from PATH (repeatable).")
 @click.option(
     "--world",
@@ -181,7 +189,7 @@ def _int_list(value: str) -> list[int]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 def eval_command(
-    path, list_tasks, tasks, shots, trials, ablations, limit, seed, data, world, out, batch_size, device
+    path, list_tasks, tasks, shots, trials, ablations, limit, seed, paraphrases, data, world, out, batch_size, device
 ) -> None:
     """Evaluate PATH (a run directory's last checkpoint, a checkpoint directory, or a Hugging Face
     model directory: LLaVA, Qwen2-VL / Qwen2.5-VL or a text-only causal LM, its family read from
@@ -205,12 +213,7 @@ def eval_command(
     names = [n for t in names for n in (WORLD_TASKS if t == "world" else [t])]
     if not names:
         raise click.BadParameter("no task names given; see --list", param_hint="--tasks")
-    overrides = {}
-    for item in data:
-        task, sep, where = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
-        overrides[task] = where
+    overrides = _data_overrides(data)
     unknown = sorted(set(overrides) - set(names))
     if unknown:
         raise click.BadParameter(
@@ -230,6 +233,7 @@ def eval_command(
         device,
         echo=click.echo,
         world=world,
+        paraphrases=paraphrases,
     )
 
 
@@ -247,8 +251,17 @@ def _grid_options(f):
 @grid.command("plan")
 @_grid_options
 def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
-    """Print the question and every cell (id, arm, seed, overrides) of GRID_FILE."""
+    """Print the question and every cell (id, arm, seed, overrides) of GRID_FILE (a real-pairs grid:
+    its pairs, tasks and phrasings)."""
+    from toolkit.grid.real import is_real_grid, load_real_grid
     from toolkit.grid.spec import load_grid
+
+    if is_real_grid(grid_file):
+        g = load_real_grid(grid_file)
+        for pair in g.pairs:
+            click.echo(f"  {pair.name}: mllm {pair.mllm}  llm {pair.llm}")
+        click.echo(f"{len(g.pairs)} pairs; tasks: {', '.join(g.tasks)}; up to {g.paraphrases} phrasings each")
+        return
 
     g = load_grid(grid_file, scale)
     cells = g.cells()
@@ -278,6 +291,13 @@ def grid_plan(grid_file: str, scale: str, results: str | None) -> None:
     help="submitit parameter for --executor slurm, e.g. slurm_partition=gpu, gpus_per_node=8, "
     "timeout_min=1440 (repeatable; numbers are read as numbers).",
 )
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="TASK=PATH",
+    help="A real-pairs grid reads TASK from PATH (repeatable; overrides the grid file's data:).",
+)
 def grid_run(
     grid_file: str,
     scale: str,
@@ -286,12 +306,24 @@ def grid_run(
     executor: str,
     retry_failed: bool,
     slurm: tuple[str, ...],
+    data: tuple[str, ...],
 ) -> None:
-    """Train and evaluate every cell of GRID_FILE; finished cells are skipped, half-finished ones resume."""
+    """Train and evaluate every cell of GRID_FILE; finished cells are skipped, half-finished ones resume.
+
+    A real-pairs grid (experiments/real/, a `pairs:` list of VLM and base LLM directories) evaluates
+    both models of each pair on its tasks in every phrasing, then prints the paired table."""
     import yaml
 
+    from toolkit.grid.real import is_real_grid, load_real_grid, run_real_grid
     from toolkit.grid.run import run_grid
     from toolkit.grid.spec import load_grid
+
+    if is_real_grid(grid_file):
+        run_real_grid(load_real_grid(grid_file, _data_overrides(data)), results, echo=click.echo)
+        _print_real_table(grid_file, results, "md")
+        return
+    if data:
+        raise click.BadParameter("only a real-pairs grid (a `pairs:` list) reads --data", param_hint="--data")
 
     params = {}
     for item in slurm:
@@ -335,10 +367,16 @@ def grid_status_command(grid_file: str, scale: str, results: str | None, as_json
 @click.option("--pivot", help="Spread this column across the table (e.g. group, label).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
 def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str) -> None:
-    """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons."""
+    """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons.
+    A real-pairs grid: one paired row per pair and task (MLLM - base LLM over examples x phrasings),
+    also written to RESULTS/<grid>/comparisons.csv."""
+    from toolkit.grid.real import is_real_grid
     from toolkit.grid.results import collect, compare_grid, format_table, summarize
     from toolkit.grid.spec import load_grid
 
+    if is_real_grid(grid_file):
+        _print_real_table(grid_file, results, fmt)
+        return
     g = load_grid(grid_file, scale)
     df = collect(g, results)
     click.echo(format_table(summarize(df), fmt, pivot))
@@ -351,6 +389,26 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
         if c.comparison is None:
             failed.add((c.a, c.b, c.eval))
         click.echo(c.describe())
+
+
+def _data_overrides(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        task, sep, where = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--data expects TASK=PATH, got {item!r}")
+        out[task] = where
+    return out
+
+
+def _print_real_table(grid_file: str, results: str | None, fmt: str) -> None:
+    from toolkit.grid.real import format_real_table, load_real_grid, write_real_table
+
+    if fmt == "tex":
+        raise click.BadParameter("a real-pairs grid's table is md or csv", param_hint="--format")
+    df, path = write_real_table(load_real_grid(grid_file), results)
+    click.echo(df.to_csv(index=False) if fmt == "csv" else format_real_table(df))
+    click.echo(f"-> {path}")
 
 
 @grid.command("learnability")

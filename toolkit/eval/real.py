@@ -395,6 +395,21 @@ def partial_requests(task, ex: Example):
 
 # ------------------------------------------------------------------ visual commonsense (text only)
 
+COLOUR_PARAPHRASES = (  # the colour question in other words (a prompt effect is a random factor)
+    "What color is {object}? Answer:",
+    "Q: What is the color of {object}? A:",
+    "The typical color of {object} is",
+    "Question: which color does {object} have? Answer:",
+    "In a photo, {object} would be colored",
+)
+SIZE_PARAPHRASES = (
+    "Question: is {item1} bigger than {item2}? Answer:",
+    "Q: Is {item1} larger in size than {item2}? A:",
+    "Is {item1} bigger than {item2}?",
+    "Answer Yes or No. Is {item1} larger than {item2}?",
+    "Compared with {item2}, is {item1} larger?",
+)
+
 
 @LOADERS.register("memorycolor")
 def memorycolor(path, skips):
@@ -626,6 +641,7 @@ register(
         "data/memory_color/memory_color_data.csv",
         "The color of {object} is?",
         candidates=COLOURS,
+        paraphrases=COLOUR_PARAPHRASES,
     )
 )
 register(
@@ -636,6 +652,7 @@ register(
         "data/color_terms/color-concrete-objects.csv",
         "The color of {object} is?",
         candidates=COLOURS,
+        paraphrases=COLOUR_PARAPHRASES,
     )
 )
 register(
@@ -647,6 +664,7 @@ register(
         "Is {item1} larger than {item2}?",
         candidates=("Yes", "No"),
         report_yes_rate=True,
+        paraphrases=SIZE_PARAPHRASES,
     )
 )
 register(TaskSpec("raven-iq", "raven", "raven_folder", "data/raven_iq", builder="raven", few_shot=False))

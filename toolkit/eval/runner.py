@@ -131,10 +131,10 @@ def _sample(p: Prediction, score: float) -> dict:
     return record
 
 
-def cell_name(task: str, shots: int, ablation: str) -> str:
-    if shots == 0:
-        return task
-    return f"{task}-{shots}shot" + ("" if ablation == "none" else f"-{ablation}")
+def cell_name(task: str, shots: int, ablation: str, paraphrase: int = 0) -> str:
+    """`task`, `task-2shot`, `task-2shot-blank`; a paraphrase other than the task's prompt adds `-p<N>`."""
+    name = task if shots == 0 else f"{task}-{shots}shot" + ("" if ablation == "none" else f"-{ablation}")
+    return name + (f"-p{paraphrase}" if paraphrase else "")
 
 
 def _summary(
@@ -174,11 +174,16 @@ def evaluate(
     device: str = "cpu",
     echo: Callable[[str], None] = print,
     world: str | os.PathLike | None = None,
+    paraphrases: int = 1,
 ) -> list[dict]:
     """Evaluate `tasks` on a run's last checkpoint (or a checkpoint); returns the result records.
-    `world` replaces the run's data.world for the world tasks (an imported model has none)."""
+    `world` replaces the run's data.world for the world tasks (an imported model has none).
+    `paraphrases`: each task is also asked with up to that many of its templates (TaskSpec.templates;
+    the first is its prompt), each as its own cell (`<cell>-p<N>`), over the same examples."""
     specs = [TASKS.get(t) for t in tasks]  # unknown names fail before any work
     check_options(shots, trials, limit, ablations, batch_size)
+    if paraphrases < 1:
+        raise ConfigError(f"paraphrases={paraphrases}: ask each question in at least 1 phrasing")
     loaded = load_checkpoint(path, device, batch_size, world)
     out_dir = Path(out) if out else (loaded.run_dir or loaded.checkpoint) / "eval"  # made by the first result
     results = []
@@ -197,18 +202,22 @@ def evaluate(
                 echo(f"{cell_name(spec.name, k, 'none')}: skipped, {spec.name} has no few-shot form")
                 continue
             for ablation in ablations if k > 0 else ("none",):
-                key = {
-                    "checkpoint": str(loaded.checkpoint.resolve()),
-                    "step": loaded.step,
-                    "task": dataclasses.asdict(spec),
-                    "source": source,
-                    "shots": k,
-                    "ablation": ablation,
-                    "trials": trials if k > 0 else 1,
-                    "limit": limit,
-                    "seed": seed,
-                }
-                results.append(_evaluate_cell(loaded, spec, examples, key, skips, out_dir, echo))
+                for p, template in enumerate(spec.templates[:paraphrases]):
+                    phrased = dataclasses.replace(spec, prompt=template, paraphrases=())
+                    key = {
+                        "checkpoint": str(loaded.checkpoint.resolve()),
+                        "step": loaded.step,
+                        "task": {f: v for f, v in dataclasses.asdict(phrased).items() if f != "paraphrases"},
+                        "source": source,
+                        "shots": k,
+                        "ablation": ablation,
+                        "trials": trials if k > 0 else 1,
+                        "limit": limit,
+                        "seed": seed,
+                    }
+                    if p:
+                        key["paraphrase"] = p
+                    results.append(_evaluate_cell(loaded, phrased, examples, key, skips, out_dir, echo))
     return results
 
 
@@ -252,7 +261,7 @@ def _evaluate_cell(
 ) -> dict:
     """One cell (task, shots, ablation) over its trials, written as `<cell>.json` and
     `<cell>.samples.jsonl`; a finished cell with the same settings (`key`) is read back instead."""
-    name = cell_name(spec.name, key["shots"], key["ablation"])
+    name = cell_name(spec.name, key["shots"], key["ablation"], key.get("paraphrase", 0))
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     result_path = out_dir / f"{name}.json"
     if result_path.is_file() and json.loads(result_path.read_text()).get("key_hash") == digest:
@@ -275,6 +284,8 @@ def _evaluate_cell(
         "n": len(examples),
         "shots": key["shots"],
         "ablation": key["ablation"],
+        "paraphrase": key.get("paraphrase", 0),
+        "prompt": spec.prompt,
         **_summary(spec, per_trial, trial_predictions, examples, seed),
         "skipped_records": skips.summary(),
         "key_hash": digest,

@@ -37,6 +37,12 @@ class TaskSpec:
     positive: str = ""  # roc_auc: the candidate whose probability is the score
     report_yes_rate: bool = False  # binary Yes/No tasks: also report how often Yes was predicted
     paper_prompt: bool = True  # the template is the paper's
+    paraphrases: tuple[str, ...] = ()  # more templates of the same question (`prompt` is the first)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """Every phrasing of the task's question: the prompt, then its paraphrases."""
+        return (self.prompt, *self.paraphrases)
 
     def __post_init__(self) -> None:
         if self.mode not in ("rank", "generate", "cot", "probe"):
@@ -233,10 +239,11 @@ WORLD_TASKS = tuple(name for name in TASKS.names() if name.startswith("world-"))
 
 def describe_tasks() -> str:
     """Every registered task: family, scoring, few-shot and the data it reads (for `xmt eval --list`)."""
-    rows = [("task", "family", "scoring", "few-shot", "data (--data TASK=PATH; {world}: the run's world)")]
+    rows = [("task", "family", "scoring", "few-shot", "phrasings", "data (--data TASK=PATH; {world}: the run's world)")]
     for name in TASKS.names():
         t = TASKS.get(name)
         scoring = f"{t.mode}{' constrained' if t.constrained else ''} / {t.metric}"
-        rows.append((name, t.family, scoring, "yes" if t.few_shot else "no", f"{t.source} ({t.loader})"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows)
+        few = "yes" if t.few_shot else "no"
+        rows.append((name, t.family, scoring, few, str(len(t.templates)), f"{t.source} ({t.loader})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)
