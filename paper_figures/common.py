@@ -58,6 +58,16 @@ class Context:
         grid = load_grid(path)
         return load_grid(path, self.scale) if self.scale in grid.spec.scales else grid
 
+    def real_pairs(self) -> pd.DataFrame:
+        """The paired rows of every real-pairs grid (experiments/real/*.yaml, beside the paper grids)
+        with results under the results root (toolkit.grid.real); empty when none ran."""
+        from toolkit.grid.real import load_real_grid, real_comparisons
+
+        grids = [load_real_grid(path) for path in sorted((self.grids_dir.parent / "real").glob("*.yaml"))]
+        frames = [real_comparisons(g, self.results) for g in grids if g.results_dir(self.results).is_dir()]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     @cached_property
     def commit(self) -> str:
         return git_commit()

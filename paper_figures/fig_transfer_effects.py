@@ -52,6 +52,24 @@ def effects(ctx: Context) -> pd.DataFrame:
                     **comparison_columns(comp),
                 }
             )
+    real = ctx.real_pairs()
+    for r in real.itertuples() if not real.empty else ():
+        rows.append(
+            {
+                "grid": r.grid,
+                "cells": "",
+                "comparison": f"{r.pair}: VLM − base LLM",
+                "eval": r.task,
+                "group": "all",
+                "what": f"{r.task} (real, {r.phrasings} phrasings)",
+                "effect": r.effect,
+                "ci_lo": r.ci_lo,
+                "ci_hi": r.ci_hi,
+                "p": r.p,
+                "seeds": 0,  # no training seeds: examples x phrasings
+                "examples": r.examples,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -76,12 +94,21 @@ def build(ctx: Context):
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(y, labels)
     seeds = int(df["seeds"].max()) if not math.isnan(df["seeds"].max()) else 0
-    ax.set_xlabel(f"paired difference (points; 95% CI over {seeds} seeds and the examples)")
-    ax.set_title("Transfer effects measured on the world")
+    xlabel = (
+        f"paired difference (points; 95% CI over {seeds} seeds and the examples"
+        if seeds
+        else "paired difference (points; 95% CI"
+    )
+    if (df["seeds"] == 0).any():
+        xlabel += "; real pairs: over examples and phrasings" if seeds else " over examples and phrasings"
+    ax.set_xlabel(xlabel + ")")
+    ax.set_title(
+        "Transfer effects measured on the world" + (" and real model pairs" if (df["seeds"] == 0).any() else "")
+    )
     prov = {
         "commit": ctx.commit,
         "grids": ",".join(dict.fromkeys(df["grid"])),
-        "cells": ",".join(sorted({c for cs in df["cells"] for c in cs.split(",")})),
+        "cells": ",".join(sorted({c for cs in df["cells"] for c in cs.split(",") if c})),
         "seeds": seeds,
     }
     return paths + save(fig, ctx.out, "fig_transfer_effects", prov)

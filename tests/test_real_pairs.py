@@ -60,7 +60,7 @@ def write_grid(path, pairs, data, paraphrases=3):
 
 def test_the_real_pairs_grid_runs_end_to_end_with_a_paired_row_per_pair(pairs, tmp_path):
     data = benchmark_files(tmp_path / "data")
-    grid_file = write_grid(tmp_path / "real.yaml", pairs, data)
+    grid_file = write_grid(tmp_path / "pairs.yaml", pairs, data)
     results = tmp_path / "results"
     args = ["grid", "run", str(grid_file), "--results", str(results), "--data", f"relativesize={data['relativesize']}"]
     result = CliRunner().invoke(main, args)
@@ -75,7 +75,7 @@ def test_the_real_pairs_grid_runs_end_to_end_with_a_paired_row_per_pair(pairs, t
         # the row is the paired comparison of the stored per-example scores, phrasings x examples
         arms = {}
         for arm in ("mllm", "llm"):
-            eval_dir = results / "real" / r["pair"] / arm / "eval"
+            eval_dir = results / "real" / "pairs" / r["pair"] / arm / "eval"
             rows = []
             for p, cell in enumerate([r["task"], f"{r['task']}-p1", f"{r['task']}-p2"]):
                 samples = [json.loads(line) for line in (eval_dir / f"{cell}.samples.jsonl").read_text().splitlines()]
@@ -93,7 +93,7 @@ def test_the_real_pairs_grid_runs_end_to_end_with_a_paired_row_per_pair(pairs, t
         else:
             assert np.isnan(r["yes_rate_mllm"])
     # the phrasings are different prompts of the same examples
-    eval_dir = results / "real" / "llava" / "mllm" / "eval"
+    eval_dir = results / "real" / "pairs" / "llava" / "mllm" / "eval"
     prompts = {
         json.loads((eval_dir / f"memorycolor{s}.samples.jsonl").read_text().splitlines()[0])["prompt"]
         for s in ("", "-p1", "-p2")
@@ -103,10 +103,38 @@ def test_the_real_pairs_grid_runs_end_to_end_with_a_paired_row_per_pair(pairs, t
     result = CliRunner().invoke(main, ["grid", "table", str(grid_file), "--results", str(results)])
     assert result.exit_code == 0, result.output
     assert result.output.count("| llava | ") == 3 and "3 × 6" in result.output
-    assert (results / "real" / "comparisons.csv").is_file()
+    assert (results / "real" / "pairs" / "comparisons.csv").is_file()
     # a rerun finds every cell done
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0 and "done already, skipped" in result.output
+    # the paper's table 16 and the transfer-effect figure hold a row per pair beside the world's
+    import pandas as pd
+
+    from paper_figures import fig_transfer_effects, table16_visual_commonsense
+    from paper_figures.common import Context
+
+    (tmp_path / "experiments" / "paper").mkdir(parents=True)
+    (tmp_path / "experiments" / "real").mkdir()
+    (tmp_path / "experiments" / "real" / "pairs.yaml").write_text(grid_file.read_text())
+    ctx = Context(results, tmp_path / "paper", tmp_path / "experiments" / "paper")
+    table16_visual_commonsense.build(ctx)
+    table = (tmp_path / "paper" / "table16_visual_commonsense.md").read_text()
+    rows = {r["pair"]: r for r in table16_rows(table)}
+    assert set(rows) == {"llava", "qwen2-vl", "same-model"} and "+0.0 [+0.0, +0.0]" in rows["same-model"]["row"]
+    fig_transfer_effects.build(ctx)
+    effects = pd.read_csv(tmp_path / "paper" / "fig_transfer_effects.csv")
+    assert len(effects) == 9 and set(effects["comparison"]) == {f"{p}: VLM − base LLM" for p in rows}
+    assert (tmp_path / "paper" / "fig_transfer_effects.png").is_file()
+
+
+def table16_rows(markdown):
+    """The real pairs' rows of table 16: {pair, row}."""
+    out = []
+    for line in markdown.splitlines():
+        if "VLM − base LLM — " in line:
+            pair = line.split("VLM − base LLM — ")[1].split(" (real models")[0]
+            out.append({"pair": pair, "row": line})
+    return out
 
 
 def test_a_real_pairs_grid_file_is_checked_before_any_work(pairs, tmp_path):

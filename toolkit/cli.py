@@ -369,7 +369,7 @@ def grid_status_command(grid_file: str, scale: str, results: str | None, as_json
 def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str) -> None:
     """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons.
     A real-pairs grid: one paired row per pair and task (MLLM - base LLM over examples x phrasings),
-    also written to RESULTS/<grid>/comparisons.csv."""
+    also written to RESULTS/real/<grid>/comparisons.csv."""
     from toolkit.grid.real import is_real_grid
     from toolkit.grid.results import collect, compare_grid, format_table, summarize
     from toolkit.grid.spec import load_grid

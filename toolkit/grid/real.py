@@ -15,7 +15,7 @@ A grid file (experiments/real/<name>.yaml):
     batch_size: 8
     device: cpu
 
-Each arm is evaluated by `toolkit.eval.runner.evaluate` into RESULTS/<grid>/<pair>/<mllm|llm>/eval
+Each arm is evaluated by `toolkit.eval.runner.evaluate` into RESULTS/real/<grid>/<pair>/<mllm|llm>/eval
 (resumable: finished cells are read back). The comparison of a pair on a task is paired over
 examples, with the phrasings as a second random factor crossed with the examples (the same
 two-way model as seeds x examples in `toolkit.grid.stats`): the effect generalises to other
@@ -60,7 +60,11 @@ class RealGrid:
     device: str = "cpu"
 
     def arm_dir(self, results: str | os.PathLike | None, pair: Pair, arm: str) -> Path:
-        return Path(results or "results") / self.name / pair.name / arm
+        return self.results_dir(results) / pair.name / arm
+
+    def results_dir(self, results: str | os.PathLike | None) -> Path:
+        """RESULTS/real/<grid>: beside the training grids' directories, never among them."""
+        return Path(results or "results") / "real" / self.name
 
 
 KEYS = {f.name for f in dataclasses.fields(RealGrid)} - {"path", "name"}
@@ -225,9 +229,9 @@ def format_real_table(df: pd.DataFrame) -> str:
 
 
 def write_real_table(grid: RealGrid, results: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Path]:
-    """The comparisons as RESULTS/<grid>/comparisons.csv (written under a temporary name first)."""
+    """The comparisons as RESULTS/real/<grid>/comparisons.csv (written under a temporary name first)."""
     df = real_comparisons(grid, results)
-    target = Path(results or "results") / grid.name / "comparisons.csv"
+    target = grid.results_dir(results) / "comparisons.csv"
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target, ".csv") as tmp:
         df.to_csv(tmp, index=False)
