@@ -132,3 +132,33 @@ def tiny_qwen2_vl(out: Path, seed: int = 0) -> Path:
         size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}, patch_size=4, merge_size=2, temporal_patch_size=2
     ).save_pretrained(out)
     return out
+
+
+IDEFICS3_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<fake_token_around_image>", "<global-img>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
+]
+
+
+def tiny_idefics3(out: Path, seed: int = 0) -> Path:
+    """A tiny Idefics3: tiles of 32 px (patch 8, pixel shuffle 2: 2x2 = 4 tokens per tile), images up
+    to 64 px split into tiles plus a global view."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    tok = tokenizer(IDEFICS3_SPECIALS)
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = Idefics3Config(
+        vision_config=vision,
+        text_config=text_config(len(tok), tok).to_dict(),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+    )
+    torch.manual_seed(seed)
+    Idefics3ForConditionalGeneration(config).save_pretrained(out)
+    images = Idefics3ImageProcessorPil(
+        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
+    )
+    Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4).save_pretrained(out)
+    return out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hf_models import tiny_llama, tiny_llava, tiny_qwen2_vl
+from hf_models import tiny_idefics3, tiny_llama, tiny_llava, tiny_qwen2_vl
 from PIL import Image
 
 from toolkit.cli import main
@@ -35,6 +35,7 @@ def hf_dirs(tmp_path_factory):
         "llava": tiny_llava(root / "llava"),
         "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
         "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
+        "idefics3": tiny_idefics3(root / "idefics3"),
     }
 
 
@@ -52,6 +53,8 @@ def prompts(family):
     ]
     if family == "qwen2_vl":  # dynamic resolution: an image of another shape gets another patch grid
         images.append([Image.fromarray(np.zeros((40, 24, 3), dtype="uint8")), "what is this?"])
+    if family == "idefics3":  # a wide image is split into 1 x 2 tiles (the square ones into 2 x 2)
+        images.append([Image.fromarray(np.full((32, 64, 3), 90, dtype="uint8")), "what is this?"])
     return images + text
 
 
@@ -95,7 +98,7 @@ def reference_logprob(adapter, parts, continuation):
     return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "idefics3"])
 def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
     assert adapter.family == name.split("-")[0] and adapter.chat == name.endswith("chat")
@@ -105,7 +108,7 @@ def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
         assert abs(score.logprob - reference_logprob(adapter, parts, cont)) <= 1e-4, (parts, cont)
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
 def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=4)
     batch = prompts(adapter.family)
@@ -126,7 +129,7 @@ def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs,
         tokens = tokens[: tokens.index(eos)] if eos in tokens else tokens
         assert output == adapter.tok.decode(tokens, skip_special_tokens=True)
         assert torch.allclose(state, torch.stack([h[0, -1] for h in hidden]), atol=1e-5)
-    constrained = adapter.generate(batch, max_new_tokens=6, candidates=["yellow", "red apple"])
+    constrained = adapter.generate(batch, max_new_tokens=10, candidates=["yellow", "red apple"])
     assert all(o.strip() in ("yellow", "red apple") for o in constrained), constrained
 
 
@@ -142,7 +145,7 @@ def test_families_are_detected_from_config_json_and_refuse_what_they_cannot_do(h
 
 
 def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
-    for name in ("llava", "qwen2_vl", "causal_lm"):
+    for name in ("llava", "qwen2_vl", "idefics3", "causal_lm"):
         out = tmp_path / name
         args = ["eval", str(hf_dirs[name]), "--world", str(small_world), "--tasks", "world-colour,world-vqa"]
         result = CliRunner().invoke(main, [*args, "--limit", "4", "--out", str(out)])
@@ -154,7 +157,7 @@ def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path)
     assert result.exit_code != 0
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
 def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name):
     adapter = load_family(hf_dirs[name])
     parts = prompts(adapter.family)[0]
@@ -180,7 +183,7 @@ def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name
         adapter.run_with_cache(parts, ["layers.99.mlp_out"])
 
 
-@pytest.mark.parametrize("name", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "idefics3"])
 def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     adapter = load_family(hf_dirs[name], attention="eager")
     tall = Image.fromarray(np.zeros((40, 24, 3), dtype="uint8"))  # 40 x 24 pixels: rows > cols for Qwen2-VL
@@ -191,11 +194,18 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1]), atol=1e-4)
     spans = adapter.image_spans(context)
     grids = [(s.rows, s.cols) for s in spans]
-    assert grids == ([(4, 4), (4, 4)] if name == "llava" else [(4, 4), (5, 3)])  # patch 8 | 4 px merged 2x2
+    assert (
+        grids
+        == {  # patch 8 | 4 px merged 2x2 | tiles of 2 x 2 tokens side by side, then the global view
+            "llava": [(4, 4), (4, 4)],
+            "qwen2_vl": [(4, 4), (5, 3)],
+            "idefics3": [(4, 4), (2, 2), (4, 4), (2, 2)],  # 40 x 24 px is resized to 64 x 64 before the split
+        }[name]
+    )
     for span in spans:  # a planted spike on patch (r, c) comes back at (r, c)
         for r, c in ((0, 0), (span.rows - 1, span.cols - 1), (span.rows // 2, 1)):
             planted = torch.zeros(n)
-            planted[span.start + r * span.cols + c] = 1.0
+            planted[span.positions[r * span.cols + c]] = 1.0
             assert divmod(int(span.grid(planted).argmax()), span.cols) == (r, c)
     assert span.grid(weights[:, :, -1]).shape == (
         config.num_hidden_layers,
@@ -205,7 +215,7 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     )
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
 def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     from toolkit.families.attribution import attribute
 
@@ -222,8 +232,11 @@ def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     context = adapter.context(parts)
     assert len(result.tokens) == len(context.input_ids) == len(result.text)
     spans = adapter.image_spans(context)
-    pixels = {"llava": (4, 4), "qwen2_vl": (8, 8)}  # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged
-    assert [tuple(p.shape) for p in result.patches] == [pixels.get(name)] * len(spans)
+    # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged | Idefics3: 2 x 2 tiles of 4 x 4 patches
+    # side by side, then the global view
+    pixels = {"llava": [(4, 4)], "qwen2_vl": [(8, 8)], "idefics3": [(8, 8), (4, 4)], "causal_lm": []}[name]
+    assert [tuple(p.shape) for p in result.patches] == pixels
+    assert len(spans) == len(pixels)
     assert sum(result.shares.values()) == pytest.approx(1.0)
 
 
@@ -235,7 +248,7 @@ def test_xmt_analyze_attention_reads_a_hugging_face_directory(hf_dirs, small_wor
     from toolkit.eval.tasks import TASKS
 
     first = world_vqa_examples(small_world, 1)[0]
-    for name in ("llava", "qwen2_vl"):
+    for name in ("llava", "qwen2_vl", "idefics3"):
         out = tmp_path / name
         args = ["analyze", "attention", str(hf_dirs[name]), "--world", str(small_world), "--limit", "1"]
         result = CliRunner().invoke(main, [*args, "--out", str(out)])
@@ -246,9 +259,8 @@ def test_xmt_analyze_attention_reads_a_hugging_face_directory(hf_dirs, small_wor
         adapter = load_family(hf_dirs[name], attention="eager")
         context, weights = adapter.attention(fill(TASKS.get("world-vqa").prompt, first))
         span = adapter.image_spans(context)[0]
-        image = torch.zeros(len(context.input_ids), dtype=torch.bool)
-        image[span.start : span.start + span.rows * span.cols] = True
-        queries = [q for q in range(span.start + span.rows * span.cols, len(image)) if not image[q]]
+        image = torch.tensor(context.input_ids) == adapter.image_token_id
+        queries = [q for q in range(span.start, len(image)) if not image[q]]
         expected = weights[:, :, queries][..., image].sum(-1).mean(-1)  # (layers, heads)
         got = mass.pivot(index="layer", columns="head", values="text_to_image_mass").to_numpy()
         assert np.allclose(got, expected.numpy(), atol=1e-5)
@@ -280,7 +292,7 @@ def test_xmt_analyze_probe_and_attribute_read_a_hugging_face_directory(hf_dirs, 
             batch = adapter.collate([context], [context.input_ids])
             with torch.no_grad():
                 hidden = adapter.model(**batch, output_hidden_states=True).hidden_states
-            tokens = slice(span.start, span.start + span.rows * span.cols)
+            tokens = list(span.positions)
             states = adapter.image_states([image])[0]
             assert np.allclose(states.numpy(), np.stack([h[0, tokens].mean(0).numpy() for h in hidden]), atol=1e-5)
     out = tmp_path / "probe"
@@ -325,3 +337,28 @@ def test_the_attention_notebook_runs_on_a_hugging_face_directory(hf_dirs, small_
 
 def adapter_layers(path):
     return json.loads((path / "config.json").read_text())["text_config"]["num_hidden_layers"]
+
+
+def test_idefics3_tiles_and_global_view_land_where_their_pixels_are(hf_dirs):
+    """With the tower's attention layers removed, an image token depends on its own patches only: a
+    change to one 8 x 8 patch of a 64 x 64 image (2 x 2 tiles of 32 px, no resizing) must move exactly
+    the token that `image_spans` puts at that patch's place in the tiles grid (pixel shuffle 2: patch
+    (y, x) of tile (r, c) -> token (y // 2, x // 2) of the tile -> (2r + y // 2, 2c + x // 2))."""
+
+    adapter = load_family(hf_dirs["idefics3"])
+    adapter.model.model.vision_model.encoder.layers = torch.nn.ModuleList()
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((64, 64, 3)) * 255).astype("uint8")
+    changed = pixels.copy()
+    changed[48:56, 24:32] = 255 - changed[48:56, 24:32]  # tile (1, 0), patch (2, 3) -> token (1, 1) -> (3, 1)
+    embeds = []
+    for image in (pixels, changed):
+        context, cache = adapter.run_with_cache(["look:", Image.fromarray(image), " what?"], ["embeds"])
+        embeds.append(cache["embeds"][0])
+    spans = adapter.image_spans(context)
+    assert [(s.view, s.rows, s.cols) for s in spans] == [("tiles", 4, 4), ("global", 2, 2)]
+    moved = spans[0].grid((embeds[1] - embeds[0]).abs().sum(-1))
+    assert moved[3, 1] > 0 and int((moved > 1e-6).sum()) == 1
+    assert torch.equal(embeds[0][: spans[0].start], embeds[1][: spans[0].start])  # the text before is untouched
+    wide = adapter.context([Image.fromarray(pixels[:32]), "what?"])  # 32 x 64 px: one row of two tiles
+    assert [(s.view, s.rows, s.cols) for s in adapter.image_spans(wide)] == [("tiles", 2, 4), ("global", 2, 2)]

@@ -192,7 +192,7 @@ def eval_command(
     path, list_tasks, tasks, shots, trials, ablations, limit, seed, paraphrases, data, world, out, batch_size, device
 ) -> None:
     """Evaluate PATH (a run directory's last checkpoint, a checkpoint directory, or a Hugging Face
-    model directory: LLaVA, Qwen2-VL / Qwen2.5-VL or a text-only causal LM, its family read from
+    model directory: LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM or a text-only causal LM, its family read from
     config.json) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
@@ -437,7 +437,7 @@ def grid_learnability_command(grid_file: str, scale: str, results: str | None, o
 def analyze() -> None:
     """Probing, attribution and attention studies of a run (CSV tables and PNG/PDF figures).
 
-    probe, attention and attribute also read a Hugging Face checkpoint directory (LLaVA, Qwen2-VL,
+    probe, attention and attribute also read a Hugging Face checkpoint directory (LLaVA, Qwen2-VL, Idefics3,
     a causal LM; give --world)."""
 
 

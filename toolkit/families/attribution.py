@@ -65,7 +65,8 @@ def attribute(adapter: HFAdapter, parts: Sequence[Part], answer: str, n_steps: i
     base_pixels = None
     if pixels is not None:
         black = [Image.new("RGB", p.size) if isinstance(p, Image.Image) else p for p in parts]
-        base_pixels = adapter.context(black).tensors["pixel_values"].to(pixels.device, pixels.dtype)
+        black_context = adapter.context(black)
+        base_pixels = adapter.collate([black_context], [black_context.input_ids])["pixel_values"].to(pixels.dtype)
         layers.append(adapter.patch_embedding())
         inputs, baselines = (ids, pixels), (base_ids, base_pixels)
     with warnings.catch_warnings():  # captum warns about several layers; these two do not feed each other
@@ -74,9 +75,7 @@ def attribute(adapter: HFAdapter, parts: Sequence[Part], answer: str, n_steps: i
     attrs = ig.attribute(inputs, baselines=baselines, n_steps=n_steps, internal_batch_size=n_steps)
     attrs = attrs if isinstance(attrs, list) else [attrs]
     text = attrs[0][0, :T].sum(-1).detach().float().cpu()
-    spans = adapter.image_spans(context)
-    for span in spans:
-        text[span.start : span.start + span.rows * span.cols] = 0.0
+    text[torch.tensor(context.input_ids) == adapter.image_token_id] = 0.0  # image tokens are attributed as patches
     patches = adapter.patch_grids(context, attrs[1].detach().float().cpu()) if pixels is not None else []
     with torch.no_grad():
         out = float(log_prob(ids, pixels))

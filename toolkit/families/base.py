@@ -76,17 +76,35 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class ImageSpan:
-    """An image's tokens in a prompt: they start at `start` and cover a rows x cols patch grid, row by row."""
+    """One view of an image in a prompt: the tokens at `positions` cover a rows x cols patch grid, row
+    by row. Most families give one view per image, its tokens in one run; Idefics3 gives a split
+    image's tiles as one grid (their tokens interleaved with tile markers) and its global view as
+    another (`view`)."""
 
-    start: int
+    positions: tuple[int, ...]
     rows: int
     cols: int
+    image: int = 0  # which image of the prompt
+    view: str = "image"  # image | tiles | global
+
+    @classmethod
+    def run(cls, start: int, rows: int, cols: int, image: int = 0, view: str = "image") -> ImageSpan:
+        """A view whose tokens are one run starting at `start`."""
+        return cls(tuple(range(start, start + rows * cols)), rows, cols, image, view)
+
+    @property
+    def start(self) -> int:
+        return self.positions[0]
+
+    @property
+    def end(self) -> int:
+        """One past the view's last token."""
+        return self.positions[-1] + 1
 
     def grid(self, values: torch.Tensor) -> torch.Tensor:
-        """`values` over the prompt's tokens (last dimension T) -> (..., rows, cols) over this image's patches."""
-        return values[..., self.start : self.start + self.rows * self.cols].reshape(
-            *values.shape[:-1], self.rows, self.cols
-        )
+        """`values` over the prompt's tokens (last dimension T) -> (..., rows, cols) over this view's patches."""
+        index = torch.as_tensor(self.positions, device=values.device)
+        return values.index_select(-1, index).reshape(*values.shape[:-1], self.rows, self.cols)
 
 
 class HFAdapter:
@@ -233,7 +251,8 @@ class HFAdapter:
         return context, store
 
     def image_spans(self, context: Context) -> list[ImageSpan]:
-        """Where each image's tokens are in `context.input_ids` and the patch grid they cover."""
+        """Where each image's tokens are in `context.input_ids` and the patch grid they cover (one
+        span per view of each image, in prompt order)."""
         token = self.image_token_id
         spans, i, ids = [], 0, context.input_ids
         while i < len(ids):
@@ -244,7 +263,7 @@ class HFAdapter:
                 rows, cols = self.grid(context, len(spans), j - i)
                 if rows * cols != j - i:
                     raise ValueError(f"image {len(spans)}: {j - i} tokens do not fill a {rows}x{cols} grid")
-                spans.append(ImageSpan(i, rows, cols))
+                spans.append(ImageSpan.run(i, rows, cols, image=len(spans)))
                 i = j
             else:
                 i += 1
