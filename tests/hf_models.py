@@ -162,3 +162,44 @@ def tiny_idefics3(out: Path, seed: int = 0) -> Path:
     )
     Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4).save_pretrained(out)
     return out
+
+
+def tiny_paligemma(out: Path, seed: int = 0) -> Path:
+    """A tiny PaliGemma: a SigLIP tower on 32 px images (patch 8: 16 image tokens) and a Gemma decoder."""
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipVisionConfig,
+    )
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tok = tokenizer()
+    text = GemmaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=8,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = PaliGemmaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    PaliGemmaForConditionalGeneration(config).save_pretrained(out)
+    images = SiglipImageProcessorPil(size={"height": 32, "width": 32})
+    images.image_seq_length = 16  # (32 / 8) ** 2 patches, one token each
+    PaliGemmaProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
+    return out

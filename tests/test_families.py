@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hf_models import tiny_idefics3, tiny_llama, tiny_llava, tiny_qwen2_vl
+from hf_models import tiny_idefics3, tiny_llama, tiny_llava, tiny_paligemma, tiny_qwen2_vl
 from PIL import Image
 
 from toolkit.cli import main
@@ -36,6 +36,7 @@ def hf_dirs(tmp_path_factory):
         "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
         "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
         "idefics3": tiny_idefics3(root / "idefics3"),
+        "paligemma": tiny_paligemma(root / "paligemma"),
     }
 
 
@@ -53,6 +54,8 @@ def prompts(family):
     ]
     if family == "qwen2_vl":  # dynamic resolution: an image of another shape gets another patch grid
         images.append([Image.fromarray(np.zeros((40, 24, 3), dtype="uint8")), "what is this?"])
+    if family == "paligemma":  # its images open the prompt; text before an image is an error (tested below)
+        return [[picture(0), "Question: what is this? Answer:"], [picture(1), picture(2), " a red apple ."]] + text
     if family == "idefics3":  # a wide image is split into 1 x 2 tiles (the square ones into 2 x 2)
         images.append([Image.fromarray(np.full((32, 64, 3), 90, dtype="uint8")), "what is this?"])
     return images + text
@@ -76,6 +79,8 @@ def reference_logprob(adapter, parts, continuation):
     the continuation as the tail of the whole text's tokens."""
     text = adapter.prompt_text(parts)
     images = [p for p in parts if isinstance(p, Image.Image)]
+    if adapter.family == "paligemma":
+        return paligemma_logprob(adapter, parts, continuation)
     if adapter.family == "qwen2_vl":
         enc = qwen_inputs(adapter, text, images)
     elif adapter.processor is not None:
@@ -98,7 +103,29 @@ def reference_logprob(adapter, parts, continuation):
     return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "idefics3"])
+def paligemma_logprob(adapter, parts, continuation):
+    """PaliGemma's layout by hand: 16 image tokens per image, <bos>, the text, a newline (token type 0,
+    the bidirectional prefix), then the answer without a leading space (token type 1, causal)."""
+    images = [p for p in parts if isinstance(p, Image.Image)]
+    text = "".join(p for p in parts if isinstance(p, str))
+    tok, image_id = adapter.tok, adapter.model.config.image_token_id
+    prefix = (
+        [image_id] * 16 * len(images) + [tok.bos_token_id] + tok(text + "\n", add_special_tokens=False)["input_ids"]
+    )
+    head = tok(text + "\n", add_special_tokens=False)["input_ids"]
+    cont = tok(text + "\n" + continuation, add_special_tokens=False)["input_ids"][len(head) :]
+    ids = torch.tensor([prefix + cont])
+    types = torch.tensor([[0] * len(prefix) + [1] * len(cont)])
+    extra = {}
+    if images:
+        extra["pixel_values"] = adapter.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        logits = adapter.model(input_ids=ids, token_type_ids=types, **extra).logits[0].float()
+    lp = torch.log_softmax(logits, -1)[len(prefix) - 1 : -1]
+    return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
+
+
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "idefics3", "paligemma"])
 def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
     assert adapter.family == name.split("-")[0] and adapter.chat == name.endswith("chat")
@@ -108,7 +135,7 @@ def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
         assert abs(score.logprob - reference_logprob(adapter, parts, cont)) <= 1e-4, (parts, cont)
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
 def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=4)
     batch = prompts(adapter.family)
@@ -142,10 +169,15 @@ def test_families_are_detected_from_config_json_and_refuse_what_they_cannot_do(h
     text_only = load_family(hf_dirs["causal_lm"])
     with pytest.raises(ConfigError, match=r"a causal_lm model reads text only"):
         text_only.rank([([picture(0), "what is this?"], "a cat")])
+    families = {name: detect_family(path) for name, path in hf_dirs.items()}
+    assert families["idefics3"] == "idefics3" and families["paligemma"] == "paligemma"
+    paligemma = load_family(hf_dirs["paligemma"])
+    with pytest.raises(ConfigError, match=r"a paligemma model reads its images before the prompt's text"):
+        paligemma.rank([(["A photo of", picture(0), "what is this?"], "a cat")])
 
 
 def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path):
-    for name in ("llava", "qwen2_vl", "idefics3", "causal_lm"):
+    for name in ("llava", "qwen2_vl", "idefics3", "paligemma", "causal_lm"):
         out = tmp_path / name
         args = ["eval", str(hf_dirs[name]), "--world", str(small_world), "--tasks", "world-colour,world-vqa"]
         result = CliRunner().invoke(main, [*args, "--limit", "4", "--out", str(out)])
@@ -157,7 +189,7 @@ def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path)
     assert result.exit_code != 0
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
 def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name):
     adapter = load_family(hf_dirs[name])
     parts = prompts(adapter.family)[0]
@@ -215,7 +247,7 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     )
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
 def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     from toolkit.families.attribution import attribute
 
@@ -234,7 +266,9 @@ def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     spans = adapter.image_spans(context)
     # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged | Idefics3: 2 x 2 tiles of 4 x 4 patches
     # side by side, then the global view
-    pixels = {"llava": [(4, 4)], "qwen2_vl": [(8, 8)], "idefics3": [(8, 8), (4, 4)], "causal_lm": []}[name]
+    pixels = {"llava": [(4, 4)], "qwen2_vl": [(8, 8)], "idefics3": [(8, 8), (4, 4)], "paligemma": [(4, 4)]}.get(
+        name, []
+    )
     assert [tuple(p.shape) for p in result.patches] == pixels
     assert len(spans) == len(pixels)
     assert sum(result.shares.values()) == pytest.approx(1.0)

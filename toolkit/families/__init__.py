@@ -2,7 +2,7 @@
 xmt's evaluation uses for its own models: `rank`, `generate` and `states` over prompts of text and
 images. `load_family(path)` picks the family from the directory's config.json."""
 
-from toolkit.families import causal_lm, idefics3, llava, qwen2_vl  # noqa: F401  (each registers its family)
+from toolkit.families import causal_lm, idefics3, llava, paligemma, qwen2_vl  # noqa: F401  (each registers its family)
 from toolkit.families.base import FAMILIES, MODEL_TYPES, HFAdapter, detect_family, is_hf_dir
 
 

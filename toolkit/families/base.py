@@ -66,12 +66,14 @@ class Context:
     """A prompt as the model reads it: its text (image placeholders not yet expanded), the input ids
     with the images expanded, the processor's other tensors (pixels, grids; first dimension over
     images or patches), and inputs with one value per token (padded with 0 like the ids; a
-    continuation's tokens are text, 0)."""
+    continuation's tokens take `after`'s value, 0 unless given: text for Qwen2-VL's token types,
+    the causal suffix, 1, for PaliGemma's)."""
 
     text: str
     input_ids: list[int]
     tensors: dict[str, torch.Tensor]
     per_token: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    after: dict[str, int] = dataclasses.field(default_factory=dict)  # per_token's value on a continuation (else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +173,7 @@ class HFAdapter:
             values = torch.zeros((len(rows), width), dtype=torch.long)
             for i, (c, row) in enumerate(zip(contexts, rows)):
                 own = c.per_token.get(key, [])
-                row_values = torch.zeros(len(row), dtype=torch.long)
+                row_values = torch.full((len(row),), c.after.get(key, 0), dtype=torch.long)
                 row_values[: len(own)] = torch.as_tensor(own, dtype=torch.long)
                 values[i, slice(width - len(row), width) if left else slice(0, len(row))] = row_values
             batch[key] = values
