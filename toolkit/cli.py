@@ -192,9 +192,8 @@ def eval_command(
     path, list_tasks, tasks, shots, trials, ablations, limit, seed, paraphrases, data, world, out, batch_size, device
 ) -> None:
     """Evaluate PATH (a run directory's last checkpoint, a checkpoint directory, or a Hugging Face
-    model directory: LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM, PaliGemma or a text-only causal LM, its family
-    read from
-    config.json) on tasks.
+    model directory: LLaVA, Qwen2-VL / Qwen2.5-VL, Idefics3 / SmolVLM, PaliGemma or a text-only
+    causal LM, its family read from config.json) on tasks.
 
     Writes eval/<cell>.json (metric, 95% bootstrap CI, groups, config, seeds) and
     eval/<cell>.samples.jsonl; finished cells are skipped on a rerun.
