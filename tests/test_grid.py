@@ -167,6 +167,34 @@ def test_grids_share_the_training_of_identical_cells(tmp_path, small_world):
     assert sorted(p.name for p in (res / "grid" / cell.id / "eval").glob("*.json")) == ["world-size.json"]
 
 
+def test_a_run_seeded_from_a_prefix_reads_the_world_where_its_own_config_says(tmp_path, small_world):
+    import shutil
+
+    from toolkit.grid.run import training_key
+
+    moved = tmp_path / "moved" / "world"
+    shutil.copytree(small_world, moved)  # the same world (same identity) at another path
+    one = run_dict(small_world, steps=4)
+    two = run_dict(moved, steps=4)
+    two["stages"] = two["stages"] + [{"name": "more", "steps": 2, "lr": 1e-3, "warmup": 0, "schedule": "constant"}]
+    for name, base in (("a", one), ("b", two)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "base.yaml").write_text(yaml.safe_dump(base))
+        grid = {"question": "q?", "base": "base.yaml", "seeds": [0], "tasks": []}
+        (tmp_path / name / f"{name}.yaml").write_text(yaml.safe_dump(grid))
+    for name in ("a", "b"):
+        result = CliRunner().invoke(
+            main, ["grid", "run", str(tmp_path / name / f"{name}.yaml"), "--results", str(tmp_path / "res")]
+        )
+        assert result.exit_code == 0, result.output
+    (first,) = load_grid(tmp_path / "a" / "a.yaml").cells()
+    (second,) = load_grid(tmp_path / "b" / "b.yaml").cells()
+    status = json.loads((tmp_path / "res" / "b" / second.id / "status.json").read_text())
+    assert status["state"] == "done" and status["started_from"] == training_key(first.config)
+    config = yaml.safe_load((tmp_path / "res" / "b" / second.id / "run" / "config.yaml").read_text())
+    assert config["data"]["world"] == str(moved)
+
+
 def test_a_run_whose_first_stage_was_trained_starts_there_and_ends_exactly_as_from_scratch(tmp_path, small_world):
     from safetensors.torch import load_file
 

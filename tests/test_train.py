@@ -537,3 +537,31 @@ def test_resume_records_safe_config_changes_and_evaluation_falls_back_past_a_dam
     corrupt(newest / "model.safetensors", "flip")
     assert ckpt.verify(newest) == "model.safetensors does not match its SHA-256 in the manifest"
     assert load_checkpoint(tmp_path / "b", "cpu", 4, None).checkpoint == ckpt.list_checkpoints(tmp_path / "b")[-2]
+
+
+def test_resume_accepts_the_same_world_or_tower_at_another_path_and_refuses_another_world(small_world, tmp_path):
+    import shutil
+
+    from toolkit.config import to_dict
+    from toolkit.train.resume import check_resume
+
+    moved = tmp_path / "elsewhere" / "world"
+    shutil.copytree(small_world, moved)
+    saved = to_dict(run_config_from_dict(run_dict(small_world, steps=4)))
+    here = to_dict(run_config_from_dict(run_dict(moved, steps=4)))
+    assert set(check_resume(saved, here, 0, 2)) == {"data.world"}  # the same world, moved: a safe change
+    other = json.loads((moved / "world.json").read_text())
+    other["seed"] += 1  # another world at that path
+    (moved / "world.json").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"data.world"):
+        check_resume(saved, here, 0, 2)
+    saved["model"]["vision"].update(
+        path="towers/conv-0123456789ab", pretrain={**saved["model"]["vision"]["pretrain"], "steps": 10}
+    )
+    tower = {**saved, "data": here["data"], "model": {**saved["model"], "vision": {**saved["model"]["vision"]}}}
+    tower["model"]["vision"]["path"] = str(tmp_path / "towers" / "conv-0123456789ab")  # the same tower's name
+    shutil.copyfile(small_world / "world.json", moved / "world.json")
+    assert set(check_resume(saved, tower, 0, 2)) == {"data.world", "model.vision.path"}
+    tower["model"]["vision"]["path"] = str(tmp_path / "towers" / "conv-ba9876543210")  # another tower
+    with pytest.raises(ConfigError, match=r"model.vision.path"):
+        check_resume(saved, tower, 0, 2)

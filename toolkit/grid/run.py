@@ -114,6 +114,10 @@ def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
         resolved = yaml.safe_load((source / CONFIG_FILE).read_text())
         mine = to_dict(cfg)
         resolved.update({key: mine[key] for key in ("name", "stages", "logging", "threads")})
+        # the same world and tower (the key says so), read where this run finds them: the prefix may
+        # have been trained with its world elsewhere (a results tree moved, another working directory)
+        resolved["data"]["world"] = mine["data"]["world"]
+        resolved["model"]["vision"]["path"] = mine["model"]["vision"]["path"]
         tmp = run / "checkpoints" / (last.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
