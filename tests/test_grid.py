@@ -195,6 +195,34 @@ def test_a_run_seeded_from_a_prefix_reads_the_world_where_its_own_config_says(tm
     assert config["data"]["world"] == str(moved)
 
 
+def test_a_finished_shared_run_is_evaluated_with_its_world_where_it_now_is(tmp_path, small_world):
+    import shutil
+
+    first, second = tmp_path / "first" / "world", tmp_path / "second" / "world"
+    shutil.copytree(small_world, first)
+    for name, world in (("a", first), ("c", second)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "base.yaml").write_text(yaml.safe_dump(run_dict(world, steps=3)))
+        grid = {"question": "q?", "base": "base.yaml", "seeds": [0], "tasks": ["world-colour"]}
+        (tmp_path / name / f"{name}.yaml").write_text(yaml.safe_dump(grid))
+    run_a = ["grid", "run", str(tmp_path / "a" / "a.yaml"), "--results", str(tmp_path / "res")]
+    assert CliRunner().invoke(main, run_a).exit_code == 0
+    shutil.move(first, second)  # the world moves; the finished run's config still names the old path
+    result = CliRunner().invoke(
+        main, ["grid", "run", str(tmp_path / "c" / "c.yaml"), "--results", str(tmp_path / "res")]
+    )
+    assert result.exit_code == 0, result.output
+    (cell,) = load_grid(tmp_path / "c" / "c.yaml").cells()
+    (done,) = load_grid(tmp_path / "a" / "a.yaml").cells()
+    assert (tmp_path / "res" / "c" / cell.id / "run").resolve() == (tmp_path / "res" / "a" / done.id / "run").resolve()
+    status = json.loads((tmp_path / "res" / "c" / cell.id / "status.json").read_text())
+    assert status["state"] == "done", status.get("traceback")
+    config = yaml.safe_load((tmp_path / "res" / "c" / cell.id / "run" / "config.yaml").read_text())
+    assert config["data"]["world"] == str(second)  # rewritten for every later reader
+    colour = json.loads((tmp_path / "res" / "c" / cell.id / "eval" / "world-colour.json").read_text())
+    assert colour["config"]["source"].startswith(str(second))
+
+
 def test_a_run_whose_first_stage_was_trained_starts_there_and_ends_exactly_as_from_scratch(tmp_path, small_world):
     from safetensors.torch import load_file
 

@@ -131,6 +131,26 @@ def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
     return None
 
 
+def relocate(stored, cfg, run: Path):
+    """A shared run's stored config with the world and tower paths of the cell that uses it now: the
+    training key says they are the same world and tower, but the run may have been trained with
+    them elsewhere (a results tree moved, another working directory). The run's config.yaml is
+    rewritten with them, so that its evaluation and every later reader find them."""
+    from toolkit.train.tower import with_tower
+
+    vision = dataclasses.replace(stored.model.vision, path=cfg.model.vision.path)
+    moved = with_tower(
+        dataclasses.replace(
+            stored,
+            data=dataclasses.replace(stored.data, world=cfg.data.world),
+            model=dataclasses.replace(stored.model, vision=vision),
+        )
+    )
+    if to_dict(moved) != to_dict(stored):
+        write_atomic(run / CONFIG_FILE, yaml.safe_dump(to_dict(moved), sort_keys=False))
+    return moved
+
+
 @dataclasses.dataclass
 class CellJob:
     """Everything one cell needs, as plain data (a pool or submitit pickles it to the worker)."""
@@ -183,7 +203,7 @@ def run_cell(job: CellJob) -> dict:
                     status["started_from"] = seeded.name
             ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
             resume = (run / CONFIG_FILE).is_file()
-            cfg = with_tower(load_run(run) if resume else cfg)
+            cfg = relocate(load_run(run), cfg, run) if resume else with_tower(cfg)
             run_training(cfg, run, resume=resume, evaluate=evaluator(cfg, run))
         if job.tasks:
             evaluate(
