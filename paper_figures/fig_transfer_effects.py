@@ -19,6 +19,7 @@ EFFECTS = [
             ("world-colour", "vision_only", "colour, vision-only objects"),
             ("world-colour", "grounded", "colour, text-grounded objects"),
             ("world-size", "vision_only", "size, vision-only objects"),
+            ("world-colour-latent", "vision_only", "colour, vision-only objects, probe of text states (latent)"),
         ],
     ),
     ("language-tasks", [("world-language-mc", None, "language tasks, 0-shot")]),

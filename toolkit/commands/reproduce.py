@@ -184,7 +184,10 @@ STAGES: list[tuple[str, Callable[[Scale, Path, Callable[[str], None]], str]]] = 
 
 
 HEADLINE = (
-    ("visual-commonsense", [("world-colour", "vision_only"), ("world-size", "vision_only")]),
+    (  # expressed transfer (asked in text) and latent transfer (a probe of the nouns' text states)
+        "visual-commonsense",
+        [("world-colour", "vision_only"), ("world-size", "vision_only"), ("world-colour-latent", "vision_only")],
+    ),
     ("instruction-tuning", [("world-vqa", None), ("world-raven", None)]),
 )
 
