@@ -131,6 +131,15 @@ class HFAdapter:
         """The prompt as text, each image as the family's placeholder, in the chat template if any."""
         raise NotImplementedError
 
+    @staticmethod
+    def with_processor(path: Path, model_class, attention: str):
+        """(model, tokenizer, processor) of a family whose composite processor loads from `path`."""
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
+        model = model_class.from_pretrained(path, local_files_only=True, attn_implementation=attention, dtype="auto")
+        return model, processor.tokenizer, processor
+
     def context(self, parts: Sequence[Part]) -> Context:
         raise NotImplementedError
 

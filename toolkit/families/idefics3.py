@@ -28,13 +28,9 @@ class Idefics3(HFAdapter):
     accepts_images = True
 
     def load(self, path: Path, attention: str):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = AutoModelForImageTextToText.from_pretrained(
-            path, local_files_only=True, attn_implementation=attention, dtype="auto"
-        )
-        return model, processor.tokenizer, processor
+        return self.with_processor(path, AutoModelForImageTextToText, attention)
 
     @property
     def image_size(self) -> int:

@@ -16,13 +16,9 @@ class Llava(HFAdapter):
     accepts_images = True
 
     def load(self, path: Path, attention: str):
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        from transformers import LlavaForConditionalGeneration
 
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = LlavaForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, attn_implementation=attention, dtype="auto"
-        )
-        return model, processor.tokenizer, processor
+        return self.with_processor(path, LlavaForConditionalGeneration, attention)
 
     @property
     def image_size(self) -> int:

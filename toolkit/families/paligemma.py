@@ -21,13 +21,9 @@ class PaliGemma(HFAdapter):
     accepts_images = True
 
     def load(self, path: Path, attention: str):
-        from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
+        from transformers import PaliGemmaForConditionalGeneration
 
-        processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-        model = PaliGemmaForConditionalGeneration.from_pretrained(
-            path, local_files_only=True, attn_implementation=attention, dtype="auto"
-        )
-        return model, processor.tokenizer, processor
+        return self.with_processor(path, PaliGemmaForConditionalGeneration, attention)
 
     @property
     def image_size(self) -> int:
