@@ -157,6 +157,9 @@ def test_a_real_pairs_grid_file_is_checked_before_any_work(pairs, tmp_path):
     path.write_text(yaml.safe_dump({**good, "pairs": [{"name": "a", "mllm": str(tmp_path), "llm": str(tmp_path)}]}))
     result = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(tmp_path / "r")])
     assert result.exit_code != 0 and "is not a Hugging Face checkpoint directory" in result.output
+    for command in ("status", "learnability"):  # commands about training cells say what such a file is
+        result = CliRunner().invoke(main, ["grid", command, str(path)])
+        assert result.exit_code != 0 and "a grid of real model pairs" in result.output
     with pytest.raises(ConfigError):
         from toolkit.eval.runner import evaluate
 

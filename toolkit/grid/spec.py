@@ -224,6 +224,10 @@ def load_grid(path: str | os.PathLike, scale: str = "tiny") -> Grid:
     """Read and validate a grid file; unknown keys are errors naming the key."""
     path = Path(path)
     data = read_yaml(path)
+    if isinstance(data, dict) and "pairs" in data:
+        raise ConfigError(
+            f"{path}: a grid of real model pairs (`pairs:`), which trains nothing; `xmt grid plan|run|table` read it"
+        )
     spec = from_dict(GridSpec, data, prefix="grid")
     for i, pair in enumerate(spec.compare):
         if len(pair) != 2:
