@@ -4,7 +4,8 @@ model check -> world build -> the paper's grids (train + evaluate every cell; ce
 same model share one run) -> analysis of one multimodal run -> paper tables and figures -> a summary
 of every artifact and the headline transfer effects.
 A scale fixes the budget: `smoke` (seconds per cell, for CI), `tiny` (the default; a laptop CPU,
-30% of the steps at which the learnability gates were found to pass), `calibrated` (every stage's
+15% of the steps at which the learnability gates were found to pass, within 20 minutes on 2 cores;
+the gates do not pass there), `calibrated` (every stage's
 steps and 3 seeds, where they pass).
 Every stage reuses what a previous, interrupted run finished.
 """
