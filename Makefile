@@ -6,6 +6,8 @@ TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 
+# grid cells trained at a time by make reproduce (2 fits a 2-core machine)
+JOBS ?= 2
 .PHONY: install test test-fast reproduce lint clean
 
 $(BIN)/python:
@@ -26,7 +28,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 reproduce: install
-	$(BIN)/xmt reproduce
+	$(BIN)/xmt reproduce --jobs $(JOBS)
 
 lint: install
 	$(BIN)/ruff check .
