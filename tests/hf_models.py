@@ -108,26 +108,51 @@ QWEN_SPECIALS = [
 ]
 
 
-def tiny_qwen2_vl(out: Path, seed: int = 0) -> Path:
-    """A tiny Qwen2-VL: patch 4, 2x2 merge, images of 16x16 to 48x48 pixels (dynamic resolution)."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def tiny_qwen2_vl(out: Path, seed: int = 0, version: str = "2", chat_template: str | None = None) -> Path:
+    """A tiny Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windowed attention in the tower, full
+    attention in its last block): patch 4, 2x2 merge, images of 16x16 to 48x48 pixels (dynamic
+    resolution); `chat_template` is written as the processor's chat_template.jinja."""
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tok = tokenizer(QWEN_SPECIALS)
     ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = text_config(len(tok), tok).to_dict()
     text.update(rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]})
-    config = Qwen2VLConfig(
-        text_config={k: v for k, v in text.items() if k not in ("model_type", "architectures", "transformers_version")},
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=4, mlp_ratio=2),
+    text = {k: v for k, v in text.items() if k not in ("model_type", "architectures", "transformers_version")}
+    if version == "2":
+        config_class, model_class = Qwen2VLConfig, Qwen2VLForConditionalGeneration
+        vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, patch_size=4, mlp_ratio=2)
+    else:
+        config_class, model_class = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            out_hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=4,
+            window_size=16,
+            fullatt_block_indexes=[1],
+        )
+    config = config_class(
+        text_config=text,
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
     )
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(out)
+    model_class(config).save_pretrained(out)
     tok.save_pretrained(out)
+    if chat_template:
+        (out / "chat_template.jinja").write_text(chat_template)
     Qwen2VLImageProcessorPil(
         size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48}, patch_size=4, merge_size=2, temporal_patch_size=2
     ).save_pretrained(out)

@@ -22,6 +22,13 @@ CHAT = (
 )
 
 
+QWEN_CHAT = (
+    "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
 def picture(seed):
     rng = np.random.default_rng(seed)
     return Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8"))
@@ -35,6 +42,8 @@ def hf_dirs(tmp_path_factory):
         "llava": tiny_llava(root / "llava"),
         "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
         "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
+        "qwen2_5_vl": tiny_qwen2_vl(root / "qwen2.5-vl", version="2.5"),
+        "qwen2_vl-chat": tiny_qwen2_vl(root / "qwen2-vl-chat", chat_template=QWEN_CHAT),
         "idefics3": tiny_idefics3(root / "idefics3"),
         "paligemma": tiny_paligemma(root / "paligemma"),
     }
@@ -69,7 +78,7 @@ def qwen_inputs(adapter, text, images):
         enc = dict(adapter.images(images=images, return_tensors="pt"))
         grids = iter(enc["image_grid_thw"].prod(-1).tolist())
         text = re.sub(r"<\|image_pad\|>", lambda m: m.group(0) * (next(grids) // 4), text)
-    enc["input_ids"] = adapter.tok([text], return_tensors="pt")["input_ids"]
+    enc["input_ids"] = adapter.tok([text], return_tensors="pt", add_special_tokens=not adapter.chat)["input_ids"]
     enc["mm_token_type_ids"] = (enc["input_ids"] == adapter.model.config.image_token_id).long()
     return enc
 
@@ -125,17 +134,23 @@ def paligemma_logprob(adapter, parts, continuation):
     return float(lp.gather(-1, torch.tensor(cont)[:, None]).sum())
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "idefics3", "paligemma"])
+@pytest.mark.parametrize(
+    "name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "qwen2_5_vl", "qwen2_vl-chat", "idefics3", "paligemma"]
+)
 def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
-    assert adapter.family == name.split("-")[0] and adapter.chat == name.endswith("chat")
+    base = name.split("-")[0]
+    assert adapter.family == {"qwen2_5_vl": "qwen2_vl"}.get(base, base) and adapter.chat == name.endswith("chat")
+    if adapter.chat:  # the directory's chat template frames the prompt, images where the prompt has them
+        text = adapter.prompt_text(["A photo of", picture(0), " what?"])
+        assert text.lower().startswith("user: a photo of") and text.lower().endswith("assistant:")
     requests = [(p, c) for p in prompts(adapter.family) for c in ("yellow", "a red apple", "Yes")]
     scores = adapter.rank(requests)
     for (parts, cont), score in zip(requests, scores):
         assert abs(score.logprob - reference_logprob(adapter, parts, cont)) <= 1e-4, (parts, cont)
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
 def test_generation_equals_greedy_generate_and_states_the_hidden_states(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=4)
     batch = prompts(adapter.family)
@@ -189,7 +204,7 @@ def test_xmt_eval_reads_a_hugging_face_directory(hf_dirs, small_world, tmp_path)
     assert result.exit_code != 0
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
 def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name):
     adapter = load_family(hf_dirs[name])
     parts = prompts(adapter.family)[0]
@@ -215,7 +230,7 @@ def test_hook_points_fire_with_the_documented_shapes_and_intervene(hf_dirs, name
         adapter.run_with_cache(parts, ["layers.99.mlp_out"])
 
 
-@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "idefics3"])
+@pytest.mark.parametrize("name", ["llava", "qwen2_vl", "qwen2_5_vl", "idefics3"])
 def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     adapter = load_family(hf_dirs[name], attention="eager")
     tall = Image.fromarray(np.zeros((40, 24, 3), dtype="uint8"))  # 40 x 24 pixels: rows > cols for Qwen2-VL
@@ -231,6 +246,7 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
         == {  # patch 8 | 4 px merged 2x2 | tiles of 2 x 2 tokens side by side, then the global view
             "llava": [(4, 4), (4, 4)],
             "qwen2_vl": [(4, 4), (5, 3)],
+            "qwen2_5_vl": [(4, 4), (5, 3)],
             "idefics3": [(4, 4), (2, 2), (4, 4), (2, 2)],  # 40 x 24 px is resized to 64 x 64 before the split
         }[name]
     )
@@ -247,7 +263,7 @@ def test_attention_maps_land_on_each_images_patch_grid(hf_dirs, name):
     )
 
 
-@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "idefics3", "paligemma"])
+@pytest.mark.parametrize("name", ["causal_lm", "llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"])
 def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     from toolkit.families.attribution import attribute
 
@@ -266,9 +282,8 @@ def test_attribution_over_patches_and_tokens_is_complete(hf_dirs, name):
     spans = adapter.image_spans(context)
     # 32 px: CLIP patches of 8 | Qwen2-VL patches of 4, unmerged | Idefics3: 2 x 2 tiles of 4 x 4 patches
     # side by side, then the global view
-    pixels = {"llava": [(4, 4)], "qwen2_vl": [(8, 8)], "idefics3": [(8, 8), (4, 4)], "paligemma": [(4, 4)]}.get(
-        name, []
-    )
+    pixels = {"llava": [(4, 4)], "qwen2_vl": [(8, 8)], "qwen2_5_vl": [(8, 8)], "idefics3": [(8, 8), (4, 4)]}
+    pixels = {**pixels, "paligemma": [(4, 4)]}.get(name, [])
     assert [tuple(p.shape) for p in result.patches] == pixels
     assert len(spans) == len(pixels)
     assert sum(result.shares.values()) == pytest.approx(1.0)
