@@ -102,3 +102,11 @@ def random_run(small_world, tmp_path_factory):
     data["stages"] = [{"name": "init", "steps": 1, "lr": 1e-12, "warmup": 0, "schedule": "constant"}]
     run_training(run_config_from_dict(data), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def hf_dirs(tmp_path_factory):
+    """Tiny random Hugging Face checkpoints of every family, written once per test session."""
+    from hf_models import all_families
+
+    return all_families(tmp_path_factory.mktemp("hf"))

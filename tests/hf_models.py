@@ -15,6 +15,17 @@ CORPUS = [
     "green blue purple orange brown white black pink gray",
 ] * 20
 SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+# chat templates in the style of the real ones (a user turn, images in place, the assistant's turn opened)
+LLAVA_CHAT = (
+    "{% for m in messages %}{{ m['role'] | upper }}: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+QWEN_CHAT = (
+    "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
 
 
 def tokenizer(specials=SPECIALS):
@@ -228,3 +239,18 @@ def tiny_paligemma(out: Path, seed: int = 0) -> Path:
     images.image_seq_length = 16  # (32 / 8) ** 2 patches, one token each
     PaliGemmaProcessor(image_processor=images, tokenizer=tok).save_pretrained(out)
     return out
+
+
+def all_families(root: Path) -> dict[str, Path]:
+    """A tiny random checkpoint of every family (and variants) under `root`, by test name."""
+    return {
+        "causal_lm": tiny_llama(root / "llama"),
+        "causal_lm-2": tiny_llama(root / "llama-2", seed=1),  # another base LLM
+        "llava": tiny_llava(root / "llava"),
+        "llava-chat": tiny_llava(root / "llava-chat", chat_template=LLAVA_CHAT),
+        "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
+        "qwen2_5_vl": tiny_qwen2_vl(root / "qwen2.5-vl", version="2.5"),
+        "qwen2_vl-chat": tiny_qwen2_vl(root / "qwen2-vl-chat", chat_template=QWEN_CHAT),
+        "idefics3": tiny_idefics3(root / "idefics3"),
+        "paligemma": tiny_paligemma(root / "paligemma"),
+    }

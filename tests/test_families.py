@@ -8,45 +8,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hf_models import tiny_idefics3, tiny_llama, tiny_llava, tiny_paligemma, tiny_qwen2_vl
 from PIL import Image
 
 from toolkit.cli import main
 from toolkit.config import ConfigError
 from toolkit.families import detect_family, is_hf_dir, load_family
 
-CHAT = (
-    "{% for m in messages %}{{ m['role'] | upper }}: {% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-
-
-QWEN_CHAT = (
-    "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
-    "{% if add_generation_prompt %}assistant:{% endif %}"
-)
-
 
 def picture(seed):
     rng = np.random.default_rng(seed)
     return Image.fromarray((rng.random((32, 32, 3)) * 255).astype("uint8"))
-
-
-@pytest.fixture(scope="module")
-def hf_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hf")
-    return {
-        "causal_lm": tiny_llama(root / "llama"),
-        "llava": tiny_llava(root / "llava"),
-        "llava-chat": tiny_llava(root / "llava-chat", chat_template=CHAT),
-        "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
-        "qwen2_5_vl": tiny_qwen2_vl(root / "qwen2.5-vl", version="2.5"),
-        "qwen2_vl-chat": tiny_qwen2_vl(root / "qwen2-vl-chat", chat_template=QWEN_CHAT),
-        "idefics3": tiny_idefics3(root / "idefics3"),
-        "paligemma": tiny_paligemma(root / "paligemma"),
-    }
 
 
 def prompts(family):

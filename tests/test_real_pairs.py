@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from hf_models import tiny_llama, tiny_llava, tiny_qwen2_vl
 
 from toolkit.cli import main
 from toolkit.config import ConfigError
@@ -18,13 +17,12 @@ from toolkit.grid.stats import paired_comparison
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pairs")
+def pairs(hf_dirs):
     return {
-        "llava": tiny_llava(root / "llava"),
-        "qwen2_vl": tiny_qwen2_vl(root / "qwen2-vl"),
-        "llama": tiny_llama(root / "llama"),
-        "llama-2": tiny_llama(root / "llama-2", seed=1),
+        "llava": hf_dirs["llava"],
+        "qwen2_vl": hf_dirs["qwen2_vl"],
+        "llama": hf_dirs["causal_lm"],
+        "llama-2": hf_dirs["causal_lm-2"],
     }
 
 

@@ -58,41 +58,44 @@ class ModelAdapter:
         return score_continuations(self.model, contexts, conts, images, batch_size=self.batch_size)
 
     @torch.no_grad()
-    def states(self, prompts: Sequence[Sequence]) -> torch.Tensor:
-        """The residual stream at each prompt's last token, per layer: (prompts, layers + 1, dim), layer
-        0 the input embeddings, then each decoder block's output."""
+    def _pooled_states(self, prompts: Sequence[Sequence], pool) -> torch.Tensor:
+        """(prompts, layers + 1, dim): `pool(stream (B, T, dim), input_ids, attention_mask)` -> (B, dim)
+        of each point of the residual stream (the input embeddings, then each block's output)."""
         names = residual_stream(self.model)
         out = []
         for start in range(0, len(prompts), self.batch_size):
             encoded = [self.encode(p) for p in prompts[start : start + self.batch_size]]
             b = collate([e[0] for e in encoded], self.tok.special, images=[e[1] for e in encoded])
+            ids, mask = b.input_ids.to(self.device), b.attention_mask.to(self.device)
             images = None if b.images is None else b.images.to(self.device)
             with cache_activations(self.model, names) as cache:
-                self.model(b.input_ids.to(self.device), images, b.attention_mask.to(self.device), compute_loss=False)
-            last = b.attention_mask.sum(1) - 1
-            rows = torch.arange(len(encoded))
-            out.append(torch.stack([cache[n][rows, last].float().cpu() for n in names], dim=1))
+                self.model(ids, images, mask, compute_loss=False)
+            streams = [cache[n].float() for n in names]
+            out.append(torch.stack([pool(h, ids.to(h.device), mask.to(h.device)).cpu() for h in streams], dim=1))
         return torch.cat(out)
+
+    def states(self, prompts: Sequence[Sequence]) -> torch.Tensor:
+        """The residual stream at each prompt's last token, per layer: (prompts, layers + 1, dim), layer
+        0 the input embeddings, then each decoder block's output."""
+
+        def last(h, ids, mask):
+            return h[torch.arange(h.shape[0], device=h.device), mask.sum(1) - 1]
+
+        return self._pooled_states(prompts, last)
 
     def text_states(self, texts: Sequence[str]) -> torch.Tensor:
         """The residual stream at the last token of each plain text (after `<s>`): (texts, layers + 1, dim)."""
         return self.states([[t] for t in texts])
 
-    @torch.no_grad()
     def image_states(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The residual stream averaged over each image's embedding positions (the image alone after
         `<s>`): (images, layers + 1, dim)."""
-        names = residual_stream(self.model)
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            encoded = [self.encode([im]) for im in images[start : start + self.batch_size]]
-            b = collate([e[0] for e in encoded], self.tok.special, images=[e[1] for e in encoded])
-            with cache_activations(self.model, names) as cache:
-                self.model(b.input_ids.to(self.device), b.images.to(self.device), compute_loss=False)
-            mask = (b.input_ids == self.tok.special.image_pad).to(self.device)[..., None].float()
-            means = [(cache[n] * mask).sum(1) / mask.sum(1) for n in names]  # each (B, dim)
-            out.append(torch.stack(means, dim=1).float().cpu())
-        return torch.cat(out)
+
+        def image_mean(h, ids, mask):
+            positions = (ids == self.tok.special.image_pad)[..., None].float()
+            return (h * positions).sum(1) / positions.sum(1)
+
+        return self._pooled_states([[im] for im in images], image_mean)
 
     def generate(
         self,

@@ -98,11 +98,6 @@ class ImageSpan:
     def start(self) -> int:
         return self.positions[0]
 
-    @property
-    def end(self) -> int:
-        """One past the view's last token."""
-        return self.positions[-1] + 1
-
     def grid(self, values: torch.Tensor) -> torch.Tensor:
         """`values` over the prompt's tokens (last dimension T) -> (..., rows, cols) over this view's patches."""
         index = torch.as_tensor(self.positions, device=values.device)
@@ -130,6 +125,12 @@ class HFAdapter:
     def prompt_text(self, parts: Sequence[Part]) -> str:
         """The prompt as text, each image as the family's placeholder, in the chat template if any."""
         raise NotImplementedError
+
+    @staticmethod
+    def chat_messages(parts: Sequence[Part]) -> list[dict]:
+        """The prompt as one user turn for a chat template (each image as an image entry, in place)."""
+        content = [{"type": "image"} if isinstance(p, Image.Image) else {"type": "text", "text": p} for p in parts]
+        return [{"role": "user", "content": content}]
 
     @staticmethod
     def with_processor(path: Path, model_class, attention: str):
@@ -209,18 +210,25 @@ class HFAdapter:
         return out
 
     @torch.inference_mode()
-    def states(self, prompts: Sequence[Sequence[Part]]) -> torch.Tensor:
-        """The residual stream at each prompt's last token: (prompts, layers + 1, dim), the input
-        embeddings first."""
+    def _pooled_states(self, prompts: Sequence[Sequence[Part]], pool) -> torch.Tensor:
+        """(prompts, layers + 1, dim): `pool(hidden (B, T, dim), batch)` -> (B, dim) of each layer's
+        hidden states (the input embeddings first), over right-padded batches."""
         out = []
         for start in range(0, len(prompts), self.batch_size):
             contexts = [self.context(p) for p in prompts[start : start + self.batch_size]]
             batch = self.collate(contexts, [c.input_ids for c in contexts])
             hidden = self.model(**batch, output_hidden_states=True).hidden_states
-            last = batch["attention_mask"].sum(1) - 1
-            rows = torch.arange(len(contexts), device=self.device)
-            out.append(torch.stack([h[rows, last].float().cpu() for h in hidden], dim=1))
+            out.append(torch.stack([pool(h.float(), batch).cpu() for h in hidden], dim=1))
         return torch.cat(out)
+
+    def states(self, prompts: Sequence[Sequence[Part]]) -> torch.Tensor:
+        """The residual stream at each prompt's last token: (prompts, layers + 1, dim), the input
+        embeddings first."""
+
+        def last(h, batch):
+            return h[torch.arange(h.shape[0], device=h.device), batch["attention_mask"].sum(1) - 1]
+
+        return self._pooled_states(prompts, last)
 
     @contextlib.contextmanager
     def plain(self):
@@ -236,19 +244,16 @@ class HFAdapter:
         with self.plain():
             return self.states([[t] for t in texts])
 
-    @torch.inference_mode()
     def image_states(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """The residual stream averaged over each image's tokens (the image alone, as a plain prompt):
         (images, layers + 1, dim)."""
-        out = []
+
+        def image_mean(h, batch):
+            mask = (batch["input_ids"] == self.image_token_id)[..., None].float()
+            return (h * mask).sum(1) / mask.sum(1)
+
         with self.plain():
-            for start in range(0, len(images), self.batch_size):
-                contexts = [self.context([im]) for im in images[start : start + self.batch_size]]
-                batch = self.collate(contexts, [c.input_ids for c in contexts])
-                hidden = self.model(**batch, output_hidden_states=True).hidden_states
-                mask = (batch["input_ids"] == self.image_token_id)[..., None].float()
-                out.append(torch.stack([(h.float() * mask).sum(1) / mask.sum(1) for h in hidden], dim=1).cpu())
-        return torch.cat(out)
+            return self._pooled_states([[im] for im in images], image_mean)
 
     @torch.inference_mode()
     def run_with_cache(self, parts: Sequence[Part], names: Sequence[str]) -> tuple[Context, dict[str, torch.Tensor]]:

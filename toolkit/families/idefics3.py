@@ -43,10 +43,7 @@ class Idefics3(HFAdapter):
 
     def prompt_text(self, parts: Sequence[Part]) -> str:
         if self.chat:
-            content = [{"type": "image"} if isinstance(p, Image.Image) else {"type": "text", "text": p} for p in parts]
-            return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True
-            )
+            return self.processor.apply_chat_template(self.chat_messages(parts), add_generation_prompt=True)
         return "".join(self.processor.image_token if isinstance(p, Image.Image) else p for p in parts)
 
     def context(self, parts: Sequence[Part]) -> Context:

@@ -51,10 +51,7 @@ class Qwen2VL(HFAdapter):
 
     def prompt_text(self, parts: Sequence[Part]) -> str:
         if self.chat:
-            content = [{"type": "image"} if isinstance(p, Image.Image) else {"type": "text", "text": p} for p in parts]
-            return self.tok.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
+            return self.tok.apply_chat_template(self.chat_messages(parts), tokenize=False, add_generation_prompt=True)
         return "".join(START + PAD + END if isinstance(p, Image.Image) else p for p in parts)
 
     def context(self, parts: Sequence[Part]) -> Context:

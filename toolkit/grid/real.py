@@ -153,8 +153,9 @@ def run_real_grid(
             )
 
 
-def _scores(eval_dir: Path, task: str) -> dict[int, dict[str, float]]:
-    """Per phrasing, the per-example scores of `task` stored in `eval_dir`."""
+def _phrasings(eval_dir: Path, task: str) -> dict[int, tuple[dict[str, float], float | None]]:
+    """Per phrasing of `task` stored in `eval_dir` (zero-shot cells): its per-example scores and its
+    Yes-rate (None unless the task reports one)."""
     from toolkit.eval.runner import cell_name
 
     out = {}
@@ -164,13 +165,13 @@ def _scores(eval_dir: Path, task: str) -> dict[int, dict[str, float]]:
         if record.get("task") != task or record.get("shots") != 0 or result.stem != cell_name(task, 0, "none", p):
             continue
         samples = eval_dir / f"{result.stem}.samples.jsonl"
-        out[p] = {str(s["id"]): float(s["score"]) for s in map(json.loads, samples.read_text().splitlines())}
+        scores = {str(s["id"]): float(s["score"]) for s in map(json.loads, samples.read_text().splitlines())}
+        out[p] = (scores, record.get("yes_rate"))
     return out
 
 
-def _yes_rate(eval_dir: Path, task: str) -> float:
-    rates = [json.loads(r.read_text()).get("yes_rate") for r in eval_dir.glob(f"{task}*.json")]
-    rates = [r for r in rates if r is not None]
+def _mean_yes_rate(phrasings: dict) -> float:
+    rates = [rate for _, rate in phrasings.values() if rate is not None]
     return float(np.mean(rates)) if rates else float("nan")
 
 
@@ -181,8 +182,8 @@ def real_comparisons(grid: RealGrid, results: str | os.PathLike | None = None) -
     rows = []
     for pair in grid.pairs:
         for task in grid.tasks:
-            dirs = {arm: grid.arm_dir(results, pair, arm) / "eval" for arm in ARMS}
-            scores = {arm: _scores(d, task) for arm, d in dirs.items()}
+            stored = {arm: _phrasings(grid.arm_dir(results, pair, arm) / "eval", task) for arm in ARMS}
+            scores = {arm: {p: sc for p, (sc, _) in found.items()} for arm, found in stored.items()}
             phrasings = sorted(set(scores["mllm"]) & set(scores["llm"]))
             if not phrasings:
                 continue
@@ -205,8 +206,8 @@ def real_comparisons(grid: RealGrid, results: str | os.PathLike | None = None) -
                     "p": comp.p_value,
                     "phrasings": len(phrasings),
                     "examples": len(ids),
-                    "yes_rate_mllm": _yes_rate(dirs["mllm"], task),
-                    "yes_rate_llm": _yes_rate(dirs["llm"], task),
+                    "yes_rate_mllm": _mean_yes_rate(stored["mllm"]),
+                    "yes_rate_llm": _mean_yes_rate(stored["llm"]),
                 }
             )
     return pd.DataFrame(rows)

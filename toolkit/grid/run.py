@@ -103,7 +103,8 @@ def shared_run(cell_dir: Path, key: str) -> Path:
 
 def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
     """Start `run` (new, several stages) from the finished run of its longest stage prefix, if any:
-    that run's resolved config with this run's stages, its last checkpoint and its metrics."""
+    that run's resolved config with this run's stages, its last checkpoint and its metrics (the
+    caller resumes it through `relocate`, which puts this cell's world and tower paths in it)."""
     from toolkit.train import checkpoint as ckpt
 
     for j in range(len(cfg.stages) - 1, 0, -1):
@@ -114,10 +115,6 @@ def seed_from_prefix(cfg, run: Path, runs_root: Path) -> Path | None:
         resolved = yaml.safe_load((source / CONFIG_FILE).read_text())
         mine = to_dict(cfg)
         resolved.update({key: mine[key] for key in ("name", "stages", "logging", "threads")})
-        # the same world and tower (the key says so), read where this run finds them: the prefix may
-        # have been trained with its world elsewhere (a results tree moved, another working directory)
-        resolved["data"]["world"] = mine["data"]["world"]
-        resolved["model"]["vision"]["path"] = mine["model"]["vision"]["path"]
         tmp = run / "checkpoints" / (last.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
