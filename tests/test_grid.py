@@ -285,6 +285,19 @@ def test_a_failing_cell_is_recorded_and_retried_alone(tmp_path, small_world):
     assert (res / "grid" / good.id / "status.json").read_bytes() == stamp
 
 
+def test_cells_run_seed_by_seed_so_a_stopped_grid_has_whole_seeds(tmp_path, small_world, monkeypatch):
+    """Every arm's first seed runs before any arm's second: a grid stopped part-way can be compared."""
+    import toolkit.grid.run as grid_run
+
+    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(3, 1, 2))
+    order = []
+    monkeypatch.setattr(grid_run, "run_cell", lambda job: order.append(job.cell) or {"state": "done"})
+    grid = load_grid(path)
+    grid_run.run_grid(grid, tmp_path / "res", echo=lambda s: None, heartbeat=0)
+    assert [c.seed for c in order] == [3, 3, 1, 1, 2, 2]
+    assert [c.label for c in order[:2]] == [c.label for c in grid.cells()[::3]]  # arms in the grid's order
+
+
 @pytest.mark.slow
 def test_local_pool_runs_cells_in_parallel_processes(tmp_path, small_world):
     path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))

@@ -231,7 +231,8 @@ def run_grid(
     slurm: dict | None = None,
     heartbeat: float = 60.0,
 ) -> dict[str, str]:
-    """Run every cell that is not done (failed ones only with retry_failed); returns cell id -> state.
+    """Run every cell that is not done (failed ones only with retry_failed), seed by seed (every arm's
+    first seed, then the next); returns cell id -> state.
     Progress goes to `echo`: each finished cell, and the training cells' steps every `heartbeat` s."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
@@ -246,6 +247,9 @@ def run_grid(
             echo(f"{cell.id} {cell.label} seed={cell.seed}: {state}, skipped")
         else:
             todo.append(cell)
+    # Seed by seed (every arm's first seed, then the next): a grid stopped part-way has whole seeds to compare.
+    seeds = list(dict.fromkeys(c.seed for c in cells))
+    todo.sort(key=lambda c: seeds.index(c.seed))
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     spec, tasks = grid.spec, grid.eval_tasks()
     args = [
