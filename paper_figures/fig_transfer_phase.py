@@ -2,8 +2,9 @@
 (experiments/studies/transfer-*.yaml), MLLM − LLM at each level on the colour of vision-only
 categories, expressed (asked in text: world-colour) and latent (read by a linear probe fitted on
 grounded nouns' text states: world-colour-latent), paired over training seeds and examples with
-95% CIs. Every compared level of every lever is a CSV row; a level without stored results is a row
-with its reason and no number."""
+95% CIs. Training steps are a lever read as a curve: the chosen point's runs (transfer-point)
+evaluated during training (`eval.every`), one level per evaluated step. Every compared level of
+every lever is a CSV row; a level without stored results is a row with its reason and no number."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pandas as pd
 
 from paper_figures.common import Context, comparison_columns, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
-from toolkit.grid.results import collect, compare_grid, summarize
-from toolkit.grid.spec import select_arm
+from toolkit.grid.results import collect, compare_grid, eval_steps, summarize
+from toolkit.grid.spec import Grid, select_arm
 
+STEPS = "step"  # the lever key of training steps: levels are a run's evaluations during training
 # (study grid, lever key in its arms, what the lever is)
 LEVERS = [
+    ("transfer-point", STEPS, "training steps (the same runs, evaluated during training)"),
     ("transfer-direction", "data.world_overrides.noun_first_fraction", "noun before its image (share)"),
     ("transfer-renders", "data.world_overrides.renders_per_category", "renders per category (0: a new one each time)"),
     ("transfer-templates", "data.world_overrides.caption_templates", "naming templates in captions (0: all 5)"),
@@ -47,6 +50,33 @@ def _arm_mean(summary: pd.DataFrame | None, label: str, ev: str) -> float:
     return float(m["mean"].iloc[0]) if len(m) else math.nan
 
 
+def planned_steps(grid: Grid) -> list[int]:
+    """The steps at which a grid's cells are evaluated during training (every `eval.every` steps up to
+    the last), as their config asks; empty when they are not."""
+    cfg = grid.cells()[0].config
+    every = cfg.eval.every if cfg.eval.tasks else 0
+    return list(range(every, cfg.total_steps + 1, every)) if every > 0 else []
+
+
+def _comparisons(grid: Grid, key: str, results):
+    """(level, comparisons, summary of the stored results) per level of one lever: a level per
+    compared pair of arms, or for training steps a level per step the cells were (or are to be)
+    evaluated at during training."""
+    evals = [(ev, GROUP) for _, ev in KINDS]
+    if key != STEPS:
+        stored = collect(grid, results)
+        summary = summarize(stored) if not stored.empty else None
+        by_level: dict[str, list] = {}
+        for c in compare_grid(grid, results, evals):
+            by_level.setdefault(_level(c.a, key), []).append(c)
+        return [(level, cs, summary) for level, cs in by_level.items()]
+    out = []
+    for step in sorted(set(planned_steps(grid)) | set(eval_steps(grid, results))):
+        stored = collect(grid, results, step)
+        out.append((str(step), compare_grid(grid, results, evals, step), summarize(stored) if len(stored) else None))
+    return out
+
+
 def phase_rows(ctx: Context) -> pd.DataFrame:
     rows = []
     for name, key, what in LEVERS:
@@ -54,25 +84,24 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
         if grid is None:
             continue
         cells = grid.cells()
-        stored = collect(grid, ctx.results)
-        summary = summarize(stored) if not stored.empty else None
-        for c in compare_grid(grid, ctx.results, [(ev, GROUP) for _, ev in KINDS]):
-            level, kind = _level(c.a, key), KIND_OF[c.eval]
-            row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": c.eval, "group": GROUP}
-            if c.comparison is None:  # not run (yet)
-                rows.append({**row, "missing": c.reason})
-                continue
-            a, b = select_arm(cells, c.a), select_arm(cells, c.b)
-            rows.append(
-                {
-                    **row,
-                    "mllm": _arm_mean(summary, a, c.eval),
-                    "llm": _arm_mean(summary, b, c.eval),
-                    **comparison_columns(c.comparison),
-                    "cells": ",".join(sorted(cell.id for cell in cells if cell.label in (a, b))),
-                    "missing": "",
-                }
-            )
+        for level, comparisons, summary in _comparisons(grid, key, ctx.results):
+            for c in comparisons:
+                kind = KIND_OF[c.eval]
+                row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": c.eval, "group": GROUP}
+                if c.comparison is None:  # not run (yet)
+                    rows.append({**row, "missing": c.reason})
+                    continue
+                a, b = select_arm(cells, c.a), select_arm(cells, c.b)
+                rows.append(
+                    {
+                        **row,
+                        "mllm": _arm_mean(summary, a, c.eval),
+                        "llm": _arm_mean(summary, b, c.eval),
+                        **comparison_columns(c.comparison),
+                        "cells": ",".join(sorted(cell.id for cell in cells if cell.label in (a, b))),
+                        "missing": "",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -118,7 +147,8 @@ def build(ctx: Context):
                 ax.set_title(TITLES[kind], fontsize=9)
             if j == 0:
                 ax.set_ylabel("points")
-    seeds = int(done["seeds"].max()) if not math.isnan(done["seeds"].max()) else 0
+    fewest, most = int(done["seeds"].min()), int(done["seeds"].max())
+    seeds = str(most) if fewest == most else f"{fewest}-{most}"
     fig.suptitle(
         f"MLLM − LLM on the colour of vision-only categories (95% CIs over {seeds} seeds and the categories)",
         fontsize=10,

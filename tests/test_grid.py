@@ -99,6 +99,40 @@ def test_micro_grid_runs_with_submitit_and_prints_a_table(tmp_path, small_world)
     assert {s["state"] for s in status} == {"done"}
 
 
+def test_grid_table_reads_the_evaluations_during_training_at_a_step(tmp_path, small_world):
+    """`grid table --step N` gives each arm's mean and the paired comparison of the cells' runs
+    evaluated at step N (eval.every); a step no cell was evaluated at names the valid ones."""
+    from toolkit.grid.results import collect, eval_steps
+
+    path = _grid_file(
+        tmp_path,
+        small_world,
+        steps=4,
+        zip_=[{"model.vision.kind": ["vit", "none"], "name": ["mllm", "llm"]}],
+        extra={
+            "compare": [["name=mllm", "name=llm"]],
+            "overrides": {"eval.every": 2, "eval.tasks": ["world-colour"], "eval.limit": 12},
+        },
+    )
+    res = tmp_path / "res"
+    runner = CliRunner()
+    assert runner.invoke(main, ["grid", "run", str(path), "--results", str(res)]).exit_code == 0
+    grid = load_grid(path)
+    assert eval_steps(grid, res) == [2, 4]
+    at2 = collect(grid, res, step=2)
+    cell = grid.cells()[0]
+    stored = json.loads((res / "grid" / cell.id / "run" / "eval" / "step-0000002" / "world-colour.json").read_text())
+    row = at2[(at2["cell"] == cell.id) & (at2["eval"] == "world-colour") & (at2["group"] == "all")]
+    assert float(row["value"].iloc[0]) == stored["value"] and stored["step"] == 2
+    table = runner.invoke(main, ["grid", "table", str(path), "--results", str(res), "--step", "2", "--format", "csv"])
+    assert table.exit_code == 0, table.output
+    mean = at2[(at2["label"] == cell.label) & (at2["eval"] == "world-colour") & (at2["group"] == "all")]["value"].mean()
+    assert f"{cell.label},world-colour,all,accuracy,{mean:.4f}" in table.output.replace('"', "")
+    assert "name=mllm - name=llm on world-colour" in table.output
+    bad = runner.invoke(main, ["grid", "table", str(path), "--results", str(res), "--step", "3"])
+    assert bad.exit_code != 0 and "valid: 2, 4" in bad.output
+
+
 def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world):
     path = _grid_file(
         tmp_path,

@@ -29,49 +29,60 @@ def _scores(rng, task: str, arm_skill: float, n: int) -> np.ndarray:
     return (rng.random(n) < arm_skill).astype(float)
 
 
-def _write_results(grid, root: Path, rng) -> dict:
-    """Status, eval json and samples of every cell, as `xmt grid run` writes them; returns
-    {(label, eval cell, seed): {example id: (score, group)}}."""
+def _write_results(grid, root: Path, rng, steps=()) -> dict:
+    """Status, eval json and samples of every cell, as `xmt grid run` writes them (with `steps`, also
+    its run's evaluations during training at those steps); returns {(label, eval cell, seed):
+    {example id: (score, group)}}, and {(label, eval cell, seed, step): ...} for those."""
     truth = {}
-    skills = {}
+    skills = {step: {} for step in (None, *steps)}  # an arm's skill per eval cell, the same across seeds
     for cell in grid.cells():
-        text_only = cell.config.model.vision.kind == "none"
         cell_dir = root / grid.name / cell.id
-        (cell_dir / "eval").mkdir(parents=True)
+        (cell_dir / "status.json").parent.mkdir(parents=True)
         (cell_dir / "status.json").write_text(json.dumps({"state": "done"}))
-        for task in grid.spec.tasks:
-            if text_only and task not in TEXT_TASKS:
-                continue  # the evaluation skips image tasks for a text-only arm
-            for k in grid.spec.shots:
-                for ablation in grid.spec.ablations if k > 0 else ["none"]:
-                    ev = cell_name(task, k, ablation)
-                    skill = skills.setdefault((cell.label, ev), rng.uniform(0.2, 0.8))
-                    scores = _scores(rng, task, skill, N_EXAMPLES)
-                    groups = [GROUPED[task][i % 2] if task in GROUPED else None for i in range(N_EXAMPLES)]
-                    samples = [
-                        {"id": f"ex{i}", "score": float(s), "group": g, "trial": 0}
-                        for i, (s, g) in enumerate(zip(scores, groups))
-                    ]
-                    by_group = {}
-                    for g in sorted({g for g in groups if g}):
-                        vals = [s for s, gg in zip(scores, groups) if gg == g]
-                        by_group[g] = {"value": float(np.mean(vals)), "n": len(vals)}
-                    record = {
-                        "task": task,
-                        "cell": ev,
-                        "shots": k,
-                        "ablation": ablation,
-                        "metric": "cider" if task == "world-captioning" else "accuracy",
-                        "value": float(scores.mean()),
-                        "n": N_EXAMPLES,
-                        "groups": by_group,
-                        "step": 100,
-                    }
-                    (cell_dir / "eval" / f"{ev}.json").write_text(json.dumps(record))
-                    (cell_dir / "eval" / f"{ev}.samples.jsonl").write_text(
-                        "".join(json.dumps(s) + "\n" for s in samples)
-                    )
-                    truth[(cell.label, ev, cell.seed)] = {s["id"]: (s["score"], s["group"]) for s in samples}
+        for step in (None, *steps):
+            directory = cell_dir / "eval" if step is None else cell_dir / "run" / "eval" / f"step-{step:07d}"
+            directory.mkdir(parents=True)
+            found = _write_evals(grid, cell, directory, rng, skills[step])
+            truth.update({(*k, *(() if step is None else (step,))): v for k, v in found.items()})
+    return truth
+
+
+def _write_evals(grid, cell, directory: Path, rng, skills: dict) -> dict:
+    """One evaluation's json and samples of every task of a cell; returns {(label, eval cell, seed):
+    {example id: (score, group)}}."""
+    truth = {}
+    text_only = cell.config.model.vision.kind == "none"
+    for task in grid.spec.tasks:
+        if text_only and task not in TEXT_TASKS:
+            continue  # the evaluation skips image tasks for a text-only arm
+        for k in grid.spec.shots:
+            for ablation in grid.spec.ablations if k > 0 else ["none"]:
+                ev = cell_name(task, k, ablation)
+                skill = skills.setdefault((cell.label, ev), rng.uniform(0.2, 0.8))
+                scores = _scores(rng, task, skill, N_EXAMPLES)
+                groups = [GROUPED[task][i % 2] if task in GROUPED else None for i in range(N_EXAMPLES)]
+                samples = [
+                    {"id": f"ex{i}", "score": float(s), "group": g, "trial": 0}
+                    for i, (s, g) in enumerate(zip(scores, groups))
+                ]
+                by_group = {}
+                for g in sorted({g for g in groups if g}):
+                    vals = [s for s, gg in zip(scores, groups) if gg == g]
+                    by_group[g] = {"value": float(np.mean(vals)), "n": len(vals)}
+                record = {
+                    "task": task,
+                    "cell": ev,
+                    "shots": k,
+                    "ablation": ablation,
+                    "metric": "cider" if task == "world-captioning" else "accuracy",
+                    "value": float(scores.mean()),
+                    "n": N_EXAMPLES,
+                    "groups": by_group,
+                    "step": 100,
+                }
+                (directory / f"{ev}.json").write_text(json.dumps(record))
+                (directory / f"{ev}.samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+                truth[(cell.label, ev, cell.seed)] = {s["id"]: (s["score"], s["group"]) for s in samples}
     return truth
 
 
@@ -139,6 +150,10 @@ def built(tmp_path_factory):
     for name in ("transfer-direction", "transfer-width"):  # two of the transfer studies have results
         grids[name] = load_grid(STUDIES / f"{name}.yaml")
         truth.update(_write_results(grids[name], tmp / "results", rng))
+    # the chosen point, evaluated during training at two of its three planned steps (its arms' labels
+    # are visual-commonsense's: its truth is kept apart)
+    grids["transfer-point"] = load_grid(STUDIES / "transfer-point.yaml")
+    truth["transfer-point"] = _write_results(grids["transfer-point"], tmp / "results", rng, steps=(450, 900))
     build_all(tmp / "results", tmp / "out", GRIDS, echo=lambda s: None, analysis=tmp / "analysis")
     return tmp / "out", grids, truth
 
@@ -237,34 +252,43 @@ def test_a_comparison_that_cannot_be_made_says_why(built, tmp_path):
 
 
 def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
-    """fig_transfer_phase: every compared level of every lever is a row; a stored one carries the
-    paired MLLM − LLM effect on vision-only colour (expressed and latent) computed from the samples;
-    a lever without results is listed with the reason."""
+    """fig_transfer_phase: every compared level of every lever is a row (training steps: every step
+    the chosen point's runs are evaluated at during training); a stored one carries the paired
+    MLLM − LLM effect on vision-only colour (expressed and latent) computed from the samples; a level
+    without results is listed with the reason."""
     import pandas as pd
 
-    from paper_figures.fig_transfer_phase import LEVERS
+    from paper_figures.fig_transfer_phase import LEVERS, STEPS
 
     out, grids, truth = built
-    df = pd.read_csv(out / "fig_transfer_phase.csv", keep_default_na=False)
-    levels = sum(len(load_grid(STUDIES / f"{name}.yaml").spec.compare) for name, _, _ in LEVERS)
-    assert len(df) == 2 * levels and set(df["kind"]) == {"expressed", "latent"}
+    df = pd.read_csv(out / "fig_transfer_phase.csv", keep_default_na=False, dtype={"level": str})
+    levels = sum(len(load_grid(STUDIES / f"{name}.yaml").spec.compare) for name, key, _ in LEVERS if key != STEPS)
+    assert len(df) == 2 * (levels + 3) and set(df["kind"]) == {"expressed", "latent"}
+    steps = df[df["lever"] == "transfer-point"]
+    assert list(dict.fromkeys(steps["level"])) == ["450", "900", "1350"]
     done = df[df["missing"] == ""]
-    assert set(done["lever"]) == {"transfer-direction", "transfer-width"} and len(done) == 2 * (3 + 3)
-    assert all("no seed has finished cells" in m for m in df[df["missing"] != ""]["missing"])
+    assert set(done["lever"]) == {"transfer-direction", "transfer-width", "transfer-point"}
+    assert len(done) == 2 * (3 + 3 + 2)
+    missing = df[df["missing"] != ""]
+    assert set(missing[missing["lever"] == "transfer-point"]["level"]) == {"1350"}
+    assert all("at step 1350 during training" in m for m in missing[missing["lever"] == "transfer-point"]["missing"])
+    assert all("no seed has finished cells" in m for m in missing[missing["lever"] != "transfer-point"]["missing"])
     for r in done.itertuples():
         grid = grids[r.lever]
-        a_sel, b_sel = next(p for p in grid.spec.compare if p[0].endswith(f"={r.level}"))
+        step = int(r.level) if r.lever == "transfer-point" else None
+        pair = grid.spec.compare[0] if step else next(p for p in grid.spec.compare if p[0].endswith(f"={r.level}"))
         cells = grid.cells()
-        a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
+        a, b = select_arm(cells, pair[0]), select_arm(cells, pair[1])
         seeds = grid.spec.seeds
-        ids = sorted(k for k, (_, g) in truth[(a, r.eval, seeds[0])].items() if g == "vision_only")
-        sa = np.array([[truth[(a, r.eval, s)][i][0] for i in ids] for s in seeds])
-        sb = np.array([[truth[(b, r.eval, s)][i][0] for i in ids] for s in seeds])
+        t, at = (truth, ()) if step is None else (truth["transfer-point"], (step,))
+        ids = sorted(k for k, (_, g) in t[(a, r.eval, seeds[0], *at)].items() if g == "vision_only")
+        sa = np.array([[t[(a, r.eval, s, *at)][i][0] for i in ids] for s in seeds])
+        sb = np.array([[t[(b, r.eval, s, *at)][i][0] for i in ids] for s in seeds])
         comp = paired_comparison(sa, sb)
         assert math.isclose(float(r.effect), comp.effect, abs_tol=1e-6)
         assert math.isclose(float(r.ci_lo), comp.ci95[0], abs_tol=1e-6) and math.isclose(
             float(r.p), comp.p_value, abs_tol=1e-6
         )
         assert math.isclose(float(r.mllm) - float(r.llm), comp.effect, abs_tol=1e-6)
-        assert float(r.seeds) == 3
+        assert float(r.seeds) == len(seeds) == (5 if step else 3)
     assert (out / "fig_transfer_phase.png").stat().st_size > 10_000

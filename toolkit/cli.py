@@ -366,24 +366,34 @@ def grid_status_command(grid_file: str, scale: str, results: str | None, as_json
 @_grid_options
 @click.option("--pivot", help="Spread this column across the table (e.g. group, label).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "tex"]), default="md", show_default=True)
-def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str) -> None:
-    """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons.
-    A real-pairs grid: one paired row per pair and task (MLLM - base LLM over examples x phrasings),
-    also written to RESULTS/real/<grid>/comparisons.csv."""
+@click.option(
+    "--step",
+    type=int,
+    help="Read the cells' evaluations during training at this step (eval.every) instead of the final ones.",
+)
+def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | None, fmt: str, step: int | None) -> None:
+    """Mean and 95% CI across training seeds per arm and task, then the grid's paired comparisons
+    (with --step, at that training step). A real-pairs grid: one paired row per pair and task
+    (MLLM - base LLM over examples x phrasings), also written to RESULTS/real/<grid>/comparisons.csv."""
     from toolkit.grid.real import is_real_grid
-    from toolkit.grid.results import collect, compare_grid, format_table, summarize
+    from toolkit.grid.results import collect, compare_grid, eval_steps, format_table, summarize
     from toolkit.grid.spec import load_grid
 
     if is_real_grid(grid_file):
+        if step is not None:
+            raise click.BadParameter("a real-pairs grid has no training steps", param_hint="--step")
         _print_real_table(grid_file, results, fmt)
         return
     g = load_grid(grid_file, scale)
-    df = collect(g, results)
+    if step is not None and step not in (steps := eval_steps(g, results)):
+        valid = ", ".join(map(str, steps)) or "none (no cell was evaluated during training: eval.every)"
+        raise click.BadParameter(f"{step}: no finished cell was evaluated at it; valid: {valid}", param_hint="--step")
+    df = collect(g, results, step)
     click.echo(format_table(summarize(df), fmt, pivot))
     if df.empty:
         return
     failed = set()  # an eval cell an arm has no results for is reported once, not once per group
-    for c in compare_grid(g, results):
+    for c in compare_grid(g, results, step=step):
         if c.comparison is None and (c.a, c.b, c.eval) in failed:
             continue
         if c.comparison is None:

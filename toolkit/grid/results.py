@@ -18,21 +18,38 @@ from toolkit.grid.spec import Grid, select_arm
 from toolkit.grid.stats import Comparison, paired_comparison, seed_ci
 
 
-def eval_dir(cell_dir: Path) -> Path:
-    """A cell's evaluation results: `<cell>/eval` (older layouts: inside the run)."""
+def eval_dir(cell_dir: Path, step: int | None = None) -> Path:
+    """A cell's evaluation results: `<cell>/eval` (older layouts: inside the run); with `step`, its
+    run's evaluation during training at that step (`<cell>/run/eval/step-N`, from `eval.every`)."""
+    if step is not None:
+        return cell_dir / "run" / "eval" / f"step-{step:07d}"
     own = cell_dir / "eval"
     return own if own.is_dir() or not (cell_dir / "run" / "eval").is_dir() else cell_dir / "run" / "eval"
 
 
-def collect(grid: Grid, results: str | os.PathLike | None = None) -> pd.DataFrame:
+def eval_steps(grid: Grid, results: str | os.PathLike | None = None) -> list[int]:
+    """The training steps at which every finished cell of the grid was evaluated during training
+    (`eval.every`), ascending; empty when none was."""
+    out = results_dir(grid, results)
+    common = None
+    for cell in grid.cells():
+        if read_status(out / cell.id)["state"] != "done":
+            continue
+        steps = {int(p.name.removeprefix("step-")) for p in (out / cell.id / "run" / "eval").glob("step-*")}
+        common = steps if common is None else common & steps
+    return sorted(common or ())
+
+
+def collect(grid: Grid, results: str | os.PathLike | None = None, step: int | None = None) -> pd.DataFrame:
     """One row per (cell, eval cell, group): columns cell, arm, label, seed, the axis keys, task,
-    eval, shots, ablation, metric, group ('all' for the whole task), value, n, step."""
+    eval, shots, ablation, metric, group ('all' for the whole task), value, n, step. With `step`, the
+    evaluations during training at that step instead of the final ones."""
     out = results_dir(grid, results)
     rows = []
     for cell in grid.cells():
         if read_status(out / cell.id)["state"] != "done":
             continue
-        for path in sorted(eval_dir(out / cell.id).glob("*.json")):
+        for path in sorted(eval_dir(out / cell.id, step).glob("*.json")):
             r = read_json(path)
             base = {
                 "cell": cell.id,
@@ -77,11 +94,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def example_scores(
-    grid: Grid, cell_id: str, eval_cell: str, results: str | os.PathLike | None = None, group: str | None = None
+    grid: Grid,
+    cell_id: str,
+    eval_cell: str,
+    results: str | os.PathLike | None = None,
+    group: str | None = None,
+    step: int | None = None,
 ):
-    """Per-example scores of one cell's eval cell (trial-averaged), keyed by example id."""
-    path = eval_dir(results_dir(grid, results) / cell_id) / f"{eval_cell}.samples.jsonl"
+    """Per-example scores of one cell's eval cell (trial-averaged), keyed by example id; with `step`,
+    from its evaluation during training at that step."""
+    path = eval_dir(results_dir(grid, results) / cell_id, step) / f"{eval_cell}.samples.jsonl"
     if not path.is_file():
+        if step is not None:
+            raise ValueError(f"cell {cell_id} was not evaluated on {eval_cell} at step {step} during training")
         raise ValueError(
             f"cell {cell_id} has no results for {eval_cell} (not evaluated: an optional task whose data file was "
             "not found, or an image task for a text-only arm)"
@@ -102,12 +127,14 @@ def compare_arms(
     group: str | None = None,
     results: str | os.PathLike | None = None,
     eval_b: str | None = None,
+    step: int | None = None,
 ) -> Comparison:
     """Paired comparison of two arms (by label) on one eval cell, over their common seeds and the
     examples every one of those cells scored (seeds and examples crossed; `toolkit.grid.stats`).
 
     `eval_b` compares arm a on `eval_cell` with arm b on another eval cell of the same examples
-    (e.g. one arm with and without chain-of-thought: label_a == label_b)."""
+    (e.g. one arm with and without chain-of-thought: label_a == label_b). `step` compares their
+    evaluations during training at that step."""
     cells = {(c.label, c.seed): c for c in grid.cells()}
     seeds = sorted({s for (lab, s) in cells if lab == label_a} & {s for (lab, s) in cells if lab == label_b})
     out = results_dir(grid, results)
@@ -116,8 +143,8 @@ def compare_arms(
     ]
     if not seeds:
         raise ValueError(f"no seed has finished cells for both '{label_a}' and '{label_b}'")
-    a_scores = [example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group) for s in seeds]
-    b_scores = [example_scores(grid, cells[(label_b, s)].id, eval_b or eval_cell, results, group) for s in seeds]
+    a_scores = [example_scores(grid, cells[(label_a, s)].id, eval_cell, results, group, step) for s in seeds]
+    b_scores = [example_scores(grid, cells[(label_b, s)].id, eval_b or eval_cell, results, group, step) for s in seeds]
     # Seeds and examples are crossed: every row must hold the same examples.
     ids = sorted(set.intersection(*(set(x) for x in a_scores + b_scores)))
     if not ids:
@@ -146,12 +173,16 @@ class ArmComparison:
 
 
 def compare_grid(
-    grid: Grid, results: str | os.PathLike | None = None, evals: list[tuple[str, str | None]] | None = None
+    grid: Grid,
+    results: str | os.PathLike | None = None,
+    evals: list[tuple[str, str | None]] | None = None,
+    step: int | None = None,
 ) -> list[ArmComparison]:
     """Every `compare` pair of the grid on `evals` ((eval cell, group or None) pairs; by default every
-    eval cell with stored results whose metric is compared per example, whole and per group)."""
+    eval cell with stored results whose metric is compared per example, whole and per group); with
+    `step`, on the evaluations during training at that step."""
     if evals is None:
-        df = collect(grid, results)
+        df = collect(grid, results, step)
         evals = []
         for ev in sorted(df["eval"].unique()) if not df.empty else []:
             sub = df[df["eval"] == ev]
@@ -163,7 +194,8 @@ def compare_grid(
         a, b = select_arm(cells, a_sel), select_arm(cells, b_sel)
         for ev, group in evals:
             try:
-                out.append(ArmComparison(a_sel, b_sel, ev, group, compare_arms(grid, a, b, ev, group, results)))
+                comparison = compare_arms(grid, a, b, ev, group, results, step=step)
+                out.append(ArmComparison(a_sel, b_sel, ev, group, comparison))
             except (ValueError, FileNotFoundError) as err:  # not run (yet), or an arm has no results for it
                 out.append(ArmComparison(a_sel, b_sel, ev, group, None, str(err)))
     return out
