@@ -364,6 +364,54 @@ def test_progress_reports_finished_cells_with_time_left_and_the_running_cells_st
     assert progress.running() == [f"{cells[1].id} {cells[1].label} seed={cells[1].seed}: step 20/40"]
 
 
+def test_time_left_counts_training_steps_not_cells(tmp_path, small_world):
+    """A cell whose shared run was trained before the grid started finishes at once; the estimate
+    divides the time by the steps trained since the start, not by the cells finished."""
+    from toolkit.grid.run import Progress
+
+    grid = load_grid(_grid_file(tmp_path, small_world, steps=40, seeds=(0, 1, 2)))
+    cells = grid.cells()
+    out = tmp_path / "res"
+    for cell, step in zip(cells, (40, 10, 0)):  # trained before; half-way; not started
+        (out / cell.id / "run").mkdir(parents=True)
+        (out / cell.id / "run" / "metrics.jsonl").write_text(f'{{"step": {step}}}\n' if step else "")
+    lines = []
+    progress = Progress(cells, out, lines.append, heartbeat=0)
+    (out / cells[1].id / "run" / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')  # 10 steps taken
+    progress.start = time.time() - 100.0
+    progress.finished(cells[0], "done")
+    # 10 steps in 100 s; 20 + 40 to go: 600 s (by cells it would read 200 s)
+    assert lines[-1].startswith(f"[1/3] {cells[0].id}") and lines[-1].endswith("(100 s; about 600 s left)")
+
+
+@pytest.mark.slow
+def test_pool_workers_end_when_the_grid_process_is_killed(tmp_path, small_world):
+    """`grid run --jobs 2` killed: its workers stop training within seconds (no cell goes on unwatched),
+    and the cells read interrupted."""
+    path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res), "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cells = load_grid(path).cells()
+    deadline, pids = time.time() + 300, set()
+    while time.time() < deadline and len(pids) < 2:
+        time.sleep(0.2)
+        pids = {json.loads(p.read_text()).get("pid") for p in res.glob("grid/*/status.json")} - {None}
+    assert len(pids) == 2 and proc.pid not in pids
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    from toolkit.grid.run import _alive
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+    status = CliRunner().invoke(main, ["grid", "status", str(path), "--results", str(res), "--json"])
+    assert {r["id"]: r["state"] for r in json.loads(status.output)} == {c.id: "interrupted" for c in cells}
+
+
 def test_a_world_named_by_other_settings_that_build_it_is_the_same_cell():
     """Cell ids name the world by identity (seed and full config), not by the overrides that name it:
     the transfer studies' default levels (a switch set to its default, or not set) are one cell, so

@@ -56,6 +56,7 @@ def read_status(cell_dir: Path) -> dict:
 
 
 def _alive(pid: int | None) -> bool:
+    """Whether the process runs: it exists and is not a zombie (exited, not yet reaped)."""
     if not pid:
         return False
     try:
@@ -64,7 +65,10 @@ def _alive(pid: int | None) -> bool:
         return False
     except PermissionError:  # another user's process holds the pid
         return True
-    return True
+    try:  # Linux: the state letter follows the command name in parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _write_status(cell_dir: Path, status: dict) -> None:
@@ -272,7 +276,8 @@ def run_grid(
             progress.finished(cell, run_cell(a)["state"])
     elif executor == "local":
         # spawn, not fork: a forked torch process can deadlock in its thread pools
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(jobs, ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             for cell, status in zip(todo, pool.map(run_cell, args)):
                 progress.finished(cell, status["state"])
     else:
@@ -296,14 +301,29 @@ def run_grid(
     return {c.id: read_status(out / c.id)["state"] for c in cells}
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A pool worker's initializer: the worker ends when the grid's process is gone (killed), so no
+    cell trains on unwatched; its status then reads interrupted and the next `grid run` resumes it."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class Progress:
     """A grid's progress as it runs: each finished cell with the count and an estimate of the time
-    left, and every `heartbeat` seconds the steps of the cells still training (read from their
-    runs' metrics.jsonl; 0 turns it off)."""
+    left (from the training steps taken since the start and those still to take, so a cell whose
+    shared run was already trained does not shorten it), and every `heartbeat` seconds the steps of
+    the cells still training (read from their runs' metrics.jsonl; 0 turns it off)."""
 
     def __init__(self, todo: list[Cell], out: Path, echo: Callable[[str], None], heartbeat: float) -> None:
         self.todo, self.out, self.echo, self.done = todo, out, echo, 0
         self.start = time.time()
+        self.begin = {cell.id: self.step(cell) or 0 for cell in todo}
+        self.ended: set[str] = set()
         self.stop = threading.Event()
         self.thread = None
         if heartbeat > 0 and todo:
@@ -312,29 +332,42 @@ class Progress:
 
     def finished(self, cell: Cell, state: str) -> None:
         self.done += 1
+        self.ended.add(cell.id)
         elapsed = time.time() - self.start
-        left = elapsed / self.done * (len(self.todo) - self.done)
+        taken = remaining = 0
+        for c in self.todo:
+            now = min(self.step(c) or self.begin[c.id], c.config.total_steps)
+            taken += max(0, now - self.begin[c.id])
+            remaining += 0 if c.id in self.ended else c.config.total_steps - now
+        if taken:
+            left = elapsed * remaining / taken
+        else:  # no training yet (every cell so far was only evaluated): by cells
+            left = elapsed / self.done * (len(self.todo) - self.done)
         eta = f"; about {left:.0f} s left" if self.done < len(self.todo) else ""
         self.echo(
             f"[{self.done}/{len(self.todo)}] {cell.id} {cell.label} seed={cell.seed}: {state} ({elapsed:.0f} s{eta})"
         )
 
+    def step(self, cell: Cell) -> int | None:
+        """The last step the cell's run logged: 0 before any, None while a line is being written."""
+        metrics = self.out / cell.id / "run" / "metrics.jsonl"
+        if not metrics.is_file():
+            return 0
+        last = metrics.read_text().strip().rsplit("\n", 1)[-1]
+        try:
+            return int(json.loads(last)["step"]) if last else 0
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
     def running(self) -> list[str]:
         """'cell: step s/total' of every cell whose status is running."""
         lines = []
         for cell in self.todo:
-            status = read_status(self.out / cell.id)
-            if status["state"] != "running":
+            if read_status(self.out / cell.id)["state"] != "running":
                 continue
-            metrics = self.out / cell.id / "run" / "metrics.jsonl"
-            step = 0
-            if metrics.is_file():
-                last = metrics.read_text().strip().rsplit("\n", 1)[-1]
-                try:
-                    step = json.loads(last)["step"] if last else 0
-                except (json.JSONDecodeError, KeyError):  # a line being written
-                    step = "?"
-            lines.append(f"{cell.id} {cell.label} seed={cell.seed}: step {step}/{cell.config.total_steps}")
+            step = self.step(cell)
+            shown = "?" if step is None else step
+            lines.append(f"{cell.id} {cell.label} seed={cell.seed}: step {shown}/{cell.config.total_steps}")
         return lines
 
     def _beat(self, every: float) -> None:
