@@ -3,8 +3,11 @@
 categories, expressed (asked in text: world-colour) and latent (read by a linear probe fitted on
 grounded nouns' text states: world-colour-latent), paired over training seeds and examples with
 95% CIs. Training steps are a lever read as a curve: the chosen point's runs (transfer-point)
-evaluated during training (`eval.every`), one level per evaluated step. Every compared level of
-every lever is a CSV row; a level without stored results is a row with its reason and no number."""
+evaluated during training (`eval.every`), one level per evaluated step. Each level carries its
+learnability gates (experiments/learnability.yaml on its two arms: `gates_pass`, `gates_failed`;
+hollow markers where a gate fails), so an effect read on models that did not learn the world is
+marked as such. Every compared level of every lever is a CSV row; a level without stored results
+is a row with its reason and no number."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pandas as pd
 
 from paper_figures.common import Context, comparison_columns, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
+from toolkit.grid.learnability import arm_gates
 from toolkit.grid.results import collect, compare_grid, eval_steps, summarize
 from toolkit.grid.spec import Grid, select_arm
 
@@ -59,22 +63,26 @@ def planned_steps(grid: Grid) -> list[int]:
 
 
 def _comparisons(grid: Grid, key: str, results):
-    """(level, comparisons, summary of the stored results) per level of one lever: a level per
+    """(level, comparisons, the stored results they read) per level of one lever: a level per
     compared pair of arms, or for training steps a level per step the cells were (or are to be)
     evaluated at during training."""
     evals = [(ev, GROUP) for _, ev in KINDS]
     if key != STEPS:
         stored = collect(grid, results)
-        summary = summarize(stored) if not stored.empty else None
         by_level: dict[str, list] = {}
         for c in compare_grid(grid, results, evals):
             by_level.setdefault(_level(c.a, key), []).append(c)
-        return [(level, cs, summary) for level, cs in by_level.items()]
-    out = []
-    for step in sorted(set(planned_steps(grid)) | set(eval_steps(grid, results))):
-        stored = collect(grid, results, step)
-        out.append((str(step), compare_grid(grid, results, evals, step), summarize(stored) if len(stored) else None))
-    return out
+        return [(level, cs, stored) for level, cs in by_level.items()]
+    steps = sorted(set(planned_steps(grid)) | set(eval_steps(grid, results)))
+    return [(str(s), compare_grid(grid, results, evals, s), collect(grid, results, s)) for s in steps]
+
+
+def _gates(stored: pd.DataFrame, cells, c) -> dict:
+    """Whether the level's models learned the world: the learnability gates (experiments/learnability.yaml)
+    on its two arms, means over their seeds."""
+    gates = arm_gates(stored, cells, [c.a, c.b])
+    failed = [f"{g['name']}: {'missing' if g['value'] is None else g['value']}" for g in gates if not g["pass"]]
+    return {"gates_pass": bool(gates) and not failed, "gates_failed": "; ".join(failed)}
 
 
 def phase_rows(ctx: Context) -> pd.DataFrame:
@@ -84,7 +92,8 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
         if grid is None:
             continue
         cells = grid.cells()
-        for level, comparisons, summary in _comparisons(grid, key, ctx.results):
+        for level, comparisons, stored in _comparisons(grid, key, ctx.results):
+            summary = summarize(stored) if len(stored) else None
             for c in comparisons:
                 kind = KIND_OF[c.eval]
                 row = {"lever": name, "what": what, "level": level, "kind": kind, "eval": c.eval, "group": GROUP}
@@ -98,6 +107,7 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
                         "mllm": _arm_mean(summary, a, c.eval),
                         "llm": _arm_mean(summary, b, c.eval),
                         **comparison_columns(c.comparison),
+                        **_gates(stored, cells, c),
                         "cells": ",".join(sorted(cell.id for cell in cells if cell.label in (a, b))),
                         "missing": "",
                     }
@@ -137,6 +147,7 @@ def build(ctx: Context):
                     yerr=[[(r.effect - r.ci_lo) * 100], [(r.ci_hi - r.effect) * 100]],
                     fmt="o",
                     color=colour,
+                    mfc=colour if r.gates_pass in (True, "True") else "white",  # hollow: a gate fails here
                     capsize=3,
                 )
             ax.axhline(0, color="black", lw=0.8)
@@ -150,8 +161,9 @@ def build(ctx: Context):
     fewest, most = int(done["seeds"].min()), int(done["seeds"].max())
     seeds = str(most) if fewest == most else f"{fewest}-{most}"
     fig.suptitle(
-        f"MLLM − LLM on the colour of vision-only categories (95% CIs over {seeds} seeds and the categories)",
-        fontsize=10,
+        f"MLLM − LLM on the colour of vision-only categories (95% CIs over {seeds} seeds and the categories;\n"
+        "hollow: a learnability gate fails at that level, the models did not learn the world)",
+        fontsize=9,
     )
     fig.tight_layout()
     prov = {

@@ -291,4 +291,12 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
         )
         assert math.isclose(float(r.mllm) - float(r.llm), comp.effect, abs_tol=1e-6)
         assert float(r.seeds) == len(seeds) == (5 if step else 3)
+        # the level's learnability gates, from the same results: here none pass (skills below 0.9, VQA
+        # groups not stored), and each failing gate gives its mean over seeds
+        grounded = np.mean(
+            [np.mean([v for v, g in t[(a, "world-colour", s, *at)].values() if g == "grounded"]) for s in seeds]
+        )
+        gate = f"MLLM, text colour questions about grounded categories: {round(float(grounded), 4)}"
+        assert r.gates_pass == "False" and gate in r.gates_failed.split("; ")
+        assert "MLLM, image -> colour of vision-only categories (held-out renders): missing" in r.gates_failed
     assert (out / "fig_transfer_phase.png").stat().st_size > 10_000

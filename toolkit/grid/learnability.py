@@ -125,6 +125,17 @@ def grid_learnability(grid: Grid, results: str | os.PathLike | None, spec: Learn
     return pd.DataFrame(rows, columns=columns)
 
 
+def _gate_row(gate: Gate, rows: pd.DataFrame) -> dict:
+    value = float(rows["value"].mean()) if len(rows) else None
+    return {
+        "name": gate.name,
+        "value": None if value is None or math.isnan(value) else round(value, 4),
+        "threshold": gate.threshold,
+        "pass": value is not None and value >= gate.threshold,
+        "seeds": int(rows["seed"].nunique()) if len(rows) else 0,
+    }
+
+
 def gate_results(
     grids: dict[str, Grid], results: str | os.PathLike | None, spec: Learnability | None = None
 ) -> list[dict]:
@@ -139,17 +150,27 @@ def gate_results(
         grid = grids[gate.grid]
         if gate.grid not in frames:
             frames[gate.grid] = collect(grid, results)
-        rows = _arm_rows(frames[gate.grid], select_arm(grid.cells(), gate.arm), gate.task, gate.group)
-        value = float(rows["value"].mean()) if len(rows) else None
         out.append(
-            {
-                "name": gate.name,
-                "value": None if value is None or math.isnan(value) else round(value, 4),
-                "threshold": gate.threshold,
-                "pass": value is not None and value >= gate.threshold,
-                "seeds": int(rows["seed"].nunique()) if len(rows) else 0,
-            }
+            _gate_row(gate, _arm_rows(frames[gate.grid], select_arm(grid.cells(), gate.arm), gate.task, gate.group))
         )
+    return out
+
+
+def _settings(selector: str) -> set[str]:
+    return {part.strip() for part in selector.split(",")}
+
+
+def arm_gates(df: pd.DataFrame, cells: list, selectors: list[str], spec: Learnability | None = None) -> list[dict]:
+    """The gates read on the arms of another grid (a study level): each gate on the arm among
+    `selectors` whose settings include the gate's arm (its `name=mllm` in `name=mllm,model.decoder.dim=64`),
+    from `df` (that grid's collected results, final or at a step); a gate whose arm is not among them
+    is left out."""
+    spec = spec or load_learnability()
+    out = []
+    for gate in spec.gates:
+        match = [sel for sel in selectors if _settings(gate.arm) <= _settings(sel)]
+        if len(match) == 1:
+            out.append(_gate_row(gate, _arm_rows(df, select_arm(cells, match[0]), gate.task, gate.group)))
     return out
 
 
