@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -6,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -131,6 +133,16 @@ def test_grid_table_reads_the_evaluations_during_training_at_a_step(tmp_path, sm
     assert "name=mllm - name=llm on world-colour" in table.output
     bad = runner.invoke(main, ["grid", "table", str(path), "--results", str(res), "--step", "3"])
     assert bad.exit_code != 0 and "valid: 2, 4" in bad.output
+    # What each arm learned at that step: the arm's mean over seeds of the same stored results.
+    out = tmp_path / "learned.csv"
+    learned = runner.invoke(
+        main, ["grid", "learnability", str(path), "--results", str(res), "--step", "2", "--out", str(out)]
+    )
+    assert learned.exit_code == 0, learned.output
+    rows = pd.read_csv(out)
+    got = rows[(rows["arm"] == "mllm") & (rows["task"] == "world-colour") & (rows["group"] == "grounded")]
+    want = at2[(at2["label"] == cell.label) & (at2["eval"] == "world-colour") & (at2["group"] == "grounded")]
+    assert math.isclose(float(got["value"].iloc[0]), round(float(want["value"].mean()), 4), abs_tol=1e-9)
 
 
 def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world):

@@ -109,3 +109,35 @@ def test_gates_are_means_over_seeds_of_the_arms_stored_results(tmp_path):
         ["grid", "learnability", str(grid.path), "--results", str(tmp_path / "res"), "--out", str(tmp_path / "l.csv")],
     )
     assert out.exit_code == 0 and (tmp_path / "l.csv").is_file() and "colour/vision_only" in out.output
+
+
+def test_a_studys_levels_stay_apart_and_each_level_has_its_gates(tmp_path):
+    """A study names its arms mllm/llm at every level: the report keeps each level's arm apart (by
+    label), and the gates read on one level's two arms use only that level's results."""
+    from toolkit.grid.learnability import arm_gates, grid_learnability
+    from toolkit.grid.results import collect
+
+    grid = load_grid(ROOT / "experiments" / "studies" / "transfer-width.yaml")
+    cells = grid.cells()
+    text = {64: 0.5, 128: 0.95, 256: 0.97}  # MLLM text colour (grounded) by width; LLM 0.01 lower
+    for cell in cells:
+        if cell.seed != 0:
+            continue
+        dim = cell.overrides["model.decoder.dim"]
+        value = text[dim] - (0.01 if cell.overrides["name"] == "llm" else 0.0)
+        d = tmp_path / "res" / grid.name / cell.id / "eval"
+        d.mkdir(parents=True)
+        (d.parent / "status.json").write_text(json.dumps({"state": "done"}))
+        (d / "world-colour.json").write_text(json.dumps(_result("world-colour", value, {"grounded": value}, 9)))
+    rows = grid_learnability(grid, tmp_path / "res")
+    grounded = rows[(rows["task"] == "world-colour") & (rows["group"] == "grounded")].set_index("arm")["value"]
+    assert len(grounded) == 6 and sorted(grounded.round(2)) == [0.49, 0.5, 0.94, 0.95, 0.96, 0.97]
+    df = collect(grid, tmp_path / "res")
+    for dim, (a, b) in zip((64, 128, 256), grid.spec.compare):
+        gates = {g["name"]: g for g in arm_gates(df, cells, [a, b])}
+        assert len(gates) == 5  # four MLLM gates on a, one LLM gate on b
+        mllm = gates["MLLM, text colour questions about grounded categories"]
+        llm = gates["LLM, text colour questions about grounded categories"]
+        assert mllm["value"] == pytest.approx(text[dim]) and llm["value"] == pytest.approx(text[dim] - 0.01)
+        assert mllm["pass"] == (dim != 64) and llm["pass"] == (dim != 64)
+        assert gates["MLLM, world VQA"]["value"] is None and not gates["MLLM, world VQA"]["pass"]

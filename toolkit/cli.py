@@ -376,7 +376,7 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
     (with --step, at that training step). A real-pairs grid: one paired row per pair and task
     (MLLM - base LLM over examples x phrasings), also written to RESULTS/real/<grid>/comparisons.csv."""
     from toolkit.grid.real import is_real_grid
-    from toolkit.grid.results import collect, compare_grid, eval_steps, format_table, summarize
+    from toolkit.grid.results import collect, compare_grid, format_table, summarize
     from toolkit.grid.spec import load_grid
 
     if is_real_grid(grid_file):
@@ -385,9 +385,7 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
         _print_real_table(grid_file, results, fmt)
         return
     g = load_grid(grid_file, scale)
-    if step is not None and step not in (steps := eval_steps(g, results)):
-        valid = ", ".join(map(str, steps)) or "none (no cell was evaluated during training: eval.every)"
-        raise click.BadParameter(f"{step}: no finished cell was evaluated at it; valid: {valid}", param_hint="--step")
+    _check_step(g, results, step)
     df = collect(g, results, step)
     click.echo(format_table(summarize(df), fmt, pivot))
     if df.empty:
@@ -399,6 +397,15 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
         if c.comparison is None:
             failed.add((c.a, c.b, c.eval))
         click.echo(c.describe())
+
+
+def _check_step(grid, results: str | None, step: int | None) -> None:
+    """--step names a step at which every finished cell was evaluated during training."""
+    from toolkit.grid.results import eval_steps
+
+    if step is not None and step not in (steps := eval_steps(grid, results)):
+        valid = ", ".join(map(str, steps)) or "none (no cell was evaluated during training: eval.every)"
+        raise click.BadParameter(f"{step}: no finished cell was evaluated at it; valid: {valid}", param_hint="--step")
 
 
 def _data_overrides(items) -> dict[str, str]:
@@ -424,14 +431,19 @@ def _print_real_table(grid_file: str, results: str | None, fmt: str) -> None:
 @grid.command("learnability")
 @_grid_options
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as CSV to this file.")
-def grid_learnability_command(grid_file: str, scale: str, results: str | None, out: str | None) -> None:
+@click.option("--step", type=int, help="Read the cells' evaluations during training at this step (eval.every).")
+def grid_learnability_command(
+    grid_file: str, scale: str, results: str | None, out: str | None, step: int | None
+) -> None:
     """What each arm learned per fact family and channel (experiments/learnability.yaml): means over
-    the training seeds of its stored results."""
+    the training seeds of its stored results (with --step, at that training step)."""
     from toolkit.files import atomic_path
     from toolkit.grid.learnability import grid_learnability
     from toolkit.grid.spec import load_grid
 
-    df = grid_learnability(load_grid(grid_file, scale), results)
+    g = load_grid(grid_file, scale)
+    _check_step(g, results, step)
+    df = grid_learnability(g, results, step=step)
     if df.empty:
         click.echo("(no finished cells with learnability results)")
         return

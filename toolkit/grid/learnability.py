@@ -96,15 +96,20 @@ def _arm_rows(df: pd.DataFrame, label: str, task: str, group: str) -> pd.DataFra
     return df[(df["label"] == label) & (df["eval"] == task) & (df["group"] == group)]
 
 
-def grid_learnability(grid: Grid, results: str | os.PathLike | None, spec: Learnability | None = None) -> pd.DataFrame:
-    """One row per (arm, family, channel, group) of a grid's stored results: the mean over training
-    seeds and their number (the arm's label and, when the grid names its arms, its `name`)."""
+def grid_learnability(
+    grid: Grid, results: str | os.PathLike | None, spec: Learnability | None = None, step: int | None = None
+) -> pd.DataFrame:
+    """One row per (arm, family, channel, group) of a grid's stored results (with `step`, its cells'
+    evaluations during training at that step): the mean over training seeds and their number. An
+    arm is its `name` when the grid names each arm differently, else its label."""
     spec = spec or load_learnability()
-    df = collect(grid, results)
+    df = collect(grid, results, step)
     columns = ["arm", "family", "channel", "task", "group", "value", "seeds"]
     if df.empty:
         return pd.DataFrame(columns=columns)
     names = {c.label: c.overrides.get("name", c.label) for c in grid.cells()}
+    if len(set(names.values())) < len(names):  # e.g. a study's levels: each name is several arms
+        names = {label: label for label in names}
     rows = []
     for label in sorted(df["label"].unique(), key=list(names).index):
         for fam in spec.families:
