@@ -1,14 +1,19 @@
 # make install: .venv with torch first (pinned, overridable), then xmt with its dev extras.
 # make test: install + the test suite.   make reproduce: install + `xmt reproduce` (the main job).
+# make studies: install + the transfer studies (experiments/studies/transfer-*.yaml; resumable).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 
-# grid cells trained at a time by make reproduce (2 fits a 2-core machine)
+# grid cells trained at a time by make reproduce and make studies (2 fits a 2-core machine)
 JOBS ?= 2
-.PHONY: install test test-fast reproduce lint clean
+# the transfer studies: results root, and the order they run in (the chosen point first: its runs
+# are every other study's default level)
+STUDY_RESULTS ?= results
+STUDIES ?= point width renders templates direction bridge categories text-priors
+.PHONY: install test test-fast reproduce studies lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +34,12 @@ test-fast: install
 
 reproduce: install
 	$(BIN)/xmt reproduce --jobs $(JOBS)
+
+studies: install
+	for s in $(STUDIES); do \
+		$(BIN)/xmt grid run experiments/studies/transfer-$$s.yaml --jobs $(JOBS) --results $(STUDY_RESULTS) || exit 1; \
+	done
+	$(BIN)/xmt paper build --results $(STUDY_RESULTS) --out $(STUDY_RESULTS)/paper --allow-empty
 
 lint: install
 	$(BIN)/ruff check .
