@@ -12,7 +12,7 @@ JOBS ?= 2
 # the transfer studies: results root, and the order they run in (the chosen point first: its runs
 # are every other study's default level)
 STUDY_RESULTS ?= results
-STUDIES ?= point width renders templates direction bridge categories text-priors
+STUDIES ?= point width renders templates direction bridge plain-shapes categories text-priors
 .PHONY: install test test-fast reproduce studies lint clean
 
 $(BIN)/python:

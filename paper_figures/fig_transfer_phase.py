@@ -29,6 +29,7 @@ LEVERS = [
     ("transfer-renders", "data.world_overrides.renders_per_category", "renders per category (0: a new one each time)"),
     ("transfer-templates", "data.world_overrides.caption_templates", "naming templates in captions (0: all 5)"),
     ("transfer-bridge", "data.world_overrides.vision_only_fraction", "vision-only share of categories"),
+    ("transfer-plain-shapes", "data.world_overrides.generic_fraction", "pairs showing a plain coloured shape (share)"),
     ("transfer-categories", "data.world_overrides.num_categories", "categories"),
     ("transfer-text-priors", "data.world_overrides.text_attributes", "kinds and places in text"),
     ("transfer-width", "model.decoder.dim", "decoder width"),

@@ -429,3 +429,24 @@ def test_a_world_from_an_older_generator_is_not_reused(world, tmp_path):
     with pytest.raises(ConfigError, match=r"old was written by world generator 1 and this xmt writes generator 2"):
         ensure_world(old, "tiny", 0, SMALL)
     assert world_identity(old, "tiny", 0, SMALL) != world_identity(world, "tiny", 0, SMALL)
+
+
+def test_plain_shape_pairs_follow_generic_fraction_and_leak_nothing(tmp_path):
+    """generic_fraction (the plain-shapes study): that share of the pairs shows a plain coloured shape,
+    captioned in one of three forms ("A red star .", its colour or its shape as a question), none at
+    0; no vision-only fact reaches text."""
+    from toolkit.world.ontology import SHAPES
+
+    shares = {}
+    for fraction in (0.0, 0.4):
+        out = tmp_path / f"w{fraction}"
+        manifest = build_world(
+            world_config("tiny", {**SMALL, "generic_fraction": fraction}), out, 0, progress=False, echo=lambda s: None
+        )
+        assert manifest["leakage"]["vision_only_total"] == 0
+        pairs = [r for p in sorted((out / "pairs").glob("*.tar")) for r in read_pairs(p, SkipLog())]
+        # the two forms only a plain shape takes (an object's colour question reads like the third)
+        named = re.compile(rf"^A ({'|'.join(COLOURS)}) ({'|'.join(SHAPES)}) \.$")
+        plain = [r for r in pairs if named.match(r.caption) or r.caption.startswith("Question: what shape is this?")]
+        shares[fraction] = len(plain) / len(pairs)
+    assert shares[0.0] == 0.0 and 0.2 < shares[0.4] < 0.34  # 2 of the 3 forms of 40% of the pairs
