@@ -156,6 +156,16 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
         "analysis",
         "paper tables and figures",
     }
+    # Both invocations' time: the killed one built the world, the rerun reused it.
+    mine, every = run_summary["stages_seconds"], run_summary["stages_seconds_all_invocations"]
+    assert run_summary["invocations"] == 2 and every["world build"] > mine["world build"]
+    assert (
+        all(every[k] >= mine[k] for k in mine)
+        and run_summary["total_seconds_all_invocations"] > run_summary["total_seconds"]
+    )
+    ledger = json.loads((tmp_path / "stage_times.json").read_text())["invocations"]
+    assert len(ledger) == 2 and ledger[1]["stages"] == mine and "world build" in ledger[0]["stages"]
+    assert "over all 2 invocations" in result.output
     gates = run_summary["gates"]
     assert len(gates) == 5 and all(set(g) == {"name", "value", "threshold", "pass", "seeds"} for g in gates)
     assert all(g["value"] is not None and g["seeds"] == 1 for g in gates)  # every gate's results were stored

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from toolkit.commands.stage_clock import StageClock
 from toolkit.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,8 +204,14 @@ def headline(scale: Scale, out: Path) -> list:
     return comparisons
 
 
-def write_summary(scale: Scale, out: Path, times: list[tuple[str, float]], effects: list, gates: list[dict]) -> Path:
-    """OUT/paper/summary.json: the gates, the headline effects with their CIs, seeds and stage times."""
+def _times(seconds: dict[str, float]) -> str:
+    return ", ".join(f"{n} {t:.0f} s" for n, t in seconds.items()) + f"; total {sum(seconds.values()):.0f} s"
+
+
+def write_summary(scale: Scale, out: Path, clock: StageClock, effects: list, gates: list[dict]) -> Path:
+    """OUT/paper/summary.json: the gates, the headline effects with their CIs, seeds and stage times
+    (this invocation's, and summed over every invocation of this OUT: an interrupted, resumed job
+    states its whole cost)."""
     from paper_figures.common import git_commit
 
     seeds = sorted({seed for name in scale.grids for seed in scaled_grid(name, scale, out).spec.seeds})
@@ -214,8 +220,11 @@ def write_summary(scale: Scale, out: Path, times: list[tuple[str, float]], effec
         "commit": git_commit(),
         "n_seeds": len(seeds),
         "seeds": seeds,
-        "stages_seconds": {name: round(t, 1) for name, t in times},
-        "total_seconds": round(sum(t for _, t in times), 1),
+        "stages_seconds": clock.seconds(),
+        "total_seconds": round(sum(clock.seconds().values()), 1),
+        "invocations": clock.invocations,
+        "stages_seconds_all_invocations": clock.all_seconds(),
+        "total_seconds_all_invocations": round(sum(clock.all_seconds().values()), 1),
         "gates": gates,
         "gates_pass": all(g["pass"] for g in gates),
         "headline": [
@@ -244,21 +253,24 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print, job
 
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
+    from paper_figures.common import git_commit
+
     s, out_dir = dataclasses.replace(SCALES[scale], jobs=jobs), Path(out)
-    ok, times = True, []
+    clock = StageClock(out_dir / "stage_times.json", commit=git_commit())
+    ok = True
     for i, (name, fn) in enumerate(STAGES, 1):
-        start = time.perf_counter()
         try:
-            message = fn(s, out_dir, echo)
+            message = clock.run(name, lambda fn=fn: fn(s, out_dir, echo))
         except Exception as err:  # a failed stage is reported; later stages would read its missing output
             ok = False
             echo(f"[{i}/{len(STAGES)}] {name}: FAILED: {err}")
             break
-        times.append((name, time.perf_counter() - start))
-        echo(f"[{i}/{len(STAGES)}] {name} ({times[-1][1]:.0f} s): {message}")
-    echo(
-        "time by stage: " + ", ".join(f"{n} {t:.0f} s" for n, t in times) + f"; total {sum(t for _, t in times):.0f} s"
-    )
+        echo(f"[{i}/{len(STAGES)}] {name} ({clock.seconds()[name]:.0f} s): {message}")
+    echo("time by stage: " + _times(clock.seconds()))
+    if clock.invocations > 1:
+        echo(
+            f"time by stage over all {clock.invocations} invocations (OUT/stage_times.json): {_times(clock.all_seconds())}"
+        )
     if ok:
         artifacts = sorted(
             p for p in out_dir.rglob("*") if p.is_file() and p.parent.name in ("paper", "probe", "attention")
@@ -272,5 +284,5 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print, job
         effects = headline(s, out_dir)
         lines = [c.describe() for c in effects]
         echo("headline effects (paired over seeds and examples, crossed):\n" + "\n".join(f"  {e}" for e in lines))
-        echo(f"summary -> {write_summary(s, out_dir, times, effects, gates)}")
+        echo(f"summary -> {write_summary(s, out_dir, clock, effects, gates)}")
     return ok
