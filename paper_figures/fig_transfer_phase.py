@@ -74,8 +74,12 @@ def _comparisons(grid: Grid, key: str, results):
         for c in compare_grid(grid, results, evals):
             by_level.setdefault(_level(c.a, key), []).append(c)
         return [(level, cs, stored) for level, cs in by_level.items()]
-    steps = sorted(set(planned_steps(grid)) | set(eval_steps(grid, results)))
-    return [(str(s), compare_grid(grid, results, evals, s), collect(grid, results, s)) for s in steps]
+    evaluated, last = eval_steps(grid, results), grid.cells()[0].config.total_steps
+    out = []
+    for s in sorted(set(planned_steps(grid)) | set(evaluated)):
+        at = None if s == last and s not in evaluated else s  # the last step: the final evaluation too
+        out.append((str(s), compare_grid(grid, results, evals, at), collect(grid, results, at)))
+    return out
 
 
 def _gates(stored: pd.DataFrame, cells, c) -> dict:

@@ -143,6 +143,22 @@ def test_grid_table_reads_the_evaluations_during_training_at_a_step(tmp_path, sm
     got = rows[(rows["arm"] == "mllm") & (rows["task"] == "world-colour") & (rows["group"] == "grounded")]
     want = at2[(at2["label"] == cell.label) & (at2["eval"] == "world-colour") & (at2["group"] == "grounded")]
     assert math.isclose(float(got["value"].iloc[0]), round(float(want["value"].mean()), 4), abs_tol=1e-9)
+    # The comparison as a curve: one row per evaluated step, each the paired comparison at that step.
+    from toolkit.grid.results import compare_arms
+    from toolkit.grid.spec import select_arm
+
+    curve_csv = tmp_path / "curve.csv"
+    args = ["grid", "curve", str(path), "--results", str(res), "--eval", "world-colour", "--group", "grounded"]
+    curve = runner.invoke(main, [*args, "--out", str(curve_csv)])
+    assert curve.exit_code == 0, curve.output
+    rows = pd.read_csv(curve_csv, keep_default_na=False)
+    assert rows["step"].tolist() == [2, 4] and set(rows["group"]) == {"grounded"}
+    cells = grid.cells()
+    mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
+    for r in rows.itertuples():
+        want = compare_arms(grid, mllm, llm, "world-colour", "grounded", res, step=r.step)
+        assert math.isclose(r.effect, want.effect, abs_tol=1e-6) and math.isclose(r.ci_lo, want.ci95[0], abs_tol=1e-6)
+    assert "name=mllm - name=llm" in curve.output and f"{rows['effect'].iloc[0]:+.3f}" in curve.output
 
 
 def test_killed_grid_run_finishes_every_cell_exactly_once(tmp_path, small_world):

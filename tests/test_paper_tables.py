@@ -150,8 +150,8 @@ def built(tmp_path_factory):
     for name in ("transfer-direction", "transfer-width"):  # two of the transfer studies have results
         grids[name] = load_grid(STUDIES / f"{name}.yaml")
         truth.update(_write_results(grids[name], tmp / "results", rng))
-    # the chosen point, evaluated during training at two of its three planned steps (its arms' labels
-    # are visual-commonsense's: its truth is kept apart)
+    # the chosen point, evaluated during training at steps 450 and 900 (its last, 1350, is its final
+    # evaluation; its arms' labels are visual-commonsense's: its truth is kept apart)
     grids["transfer-point"] = load_grid(STUDIES / "transfer-point.yaml")
     truth["transfer-point"] = _write_results(grids["transfer-point"], tmp / "results", rng, steps=(450, 900))
     build_all(tmp / "results", tmp / "out", GRIDS, echo=lambda s: None, analysis=tmp / "analysis")
@@ -268,19 +268,18 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
     assert list(dict.fromkeys(steps["level"])) == ["450", "900", "1350"]
     done = df[df["missing"] == ""]
     assert set(done["lever"]) == {"transfer-direction", "transfer-width", "transfer-point"}
-    assert len(done) == 2 * (3 + 3 + 2)
-    missing = df[df["missing"] != ""]
-    assert set(missing[missing["lever"] == "transfer-point"]["level"]) == {"1350"}
-    assert all("at step 1350 during training" in m for m in missing[missing["lever"] == "transfer-point"]["missing"])
-    assert all("no seed has finished cells" in m for m in missing[missing["lever"] != "transfer-point"]["missing"])
+    assert len(done) == 2 * (3 + 3 + 3)  # the point's last step (1350) from its final evaluation
+    assert all("no seed has finished cells" in m for m in df[df["missing"] != ""]["missing"])
     for r in done.itertuples():
         grid = grids[r.lever]
-        step = int(r.level) if r.lever == "transfer-point" else None
-        pair = grid.spec.compare[0] if step else next(p for p in grid.spec.compare if p[0].endswith(f"={r.level}"))
+        step = int(r.level) if r.lever == "transfer-point" and r.level != "1350" else None
+        point = r.lever == "transfer-point"
+        pair = grid.spec.compare[0] if point else next(p for p in grid.spec.compare if p[0].endswith(f"={r.level}"))
         cells = grid.cells()
         a, b = select_arm(cells, pair[0]), select_arm(cells, pair[1])
         seeds = grid.spec.seeds
-        t, at = (truth, ()) if step is None else (truth["transfer-point"], (step,))
+        t = truth["transfer-point"] if r.lever == "transfer-point" else truth
+        at = () if step is None else (step,)
         ids = sorted(k for k, (_, g) in t[(a, r.eval, seeds[0], *at)].items() if g == "vision_only")
         sa = np.array([[t[(a, r.eval, s, *at)][i][0] for i in ids] for s in seeds])
         sb = np.array([[t[(b, r.eval, s, *at)][i][0] for i in ids] for s in seeds])
@@ -290,7 +289,7 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
             float(r.p), comp.p_value, abs_tol=1e-6
         )
         assert math.isclose(float(r.mllm) - float(r.llm), comp.effect, abs_tol=1e-6)
-        assert float(r.seeds) == len(seeds) == (5 if step else 3)
+        assert float(r.seeds) == len(seeds) == (5 if point else 3)
         # the level's learnability gates, from the same results: here none pass (skills below 0.9, VQA
         # groups not stored), and each failing gate gives its mean over seeds
         grounded = np.mean(
@@ -300,3 +299,23 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
         assert r.gates_pass == "False" and gate in r.gates_failed.split("; ")
         assert "MLLM, image -> colour of vision-only categories (held-out renders): missing" in r.gates_failed
     assert (out / "fig_transfer_phase.png").stat().st_size > 10_000
+
+
+def test_a_curve_reads_each_evaluated_step_then_the_final_evaluation(built):
+    """compare_curve on the chosen point: its steps 450 and 900 from the evaluations during training,
+    then 1350 (the run's last step) from the final evaluation, each the paired comparison there."""
+    from toolkit.grid.results import compare_curve
+
+    out, grids, truth = built
+    grid, t = grids["transfer-point"], truth["transfer-point"]
+    curve = compare_curve(grid, out.parent / "results", [("world-colour", "vision_only")])
+    assert curve["step"].tolist() == [450, 900, 1350] and set(curve["reason"]) == {""}
+    cells = grid.cells()
+    a, b = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
+    seeds = grid.spec.seeds
+    for r in curve.itertuples():
+        at = () if r.step == 1350 else (r.step,)
+        ids = sorted(k for k, (_, g) in t[(a, "world-colour", seeds[0], *at)].items() if g == "vision_only")
+        sa = np.array([[t[(a, "world-colour", s, *at)][i][0] for i in ids] for s in seeds])
+        sb = np.array([[t[(b, "world-colour", s, *at)][i][0] for i in ids] for s in seeds])
+        assert math.isclose(r.effect, paired_comparison(sa, sb).effect, abs_tol=1e-9) and r.seeds == 5

@@ -399,6 +399,41 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
         click.echo(c.describe())
 
 
+@grid.command("curve")
+@_grid_options
+@click.option("--eval", "eval_cells", multiple=True, help="Eval cell to compare (repeatable; default: every one).")
+@click.option("--group", help="Result group, e.g. vision_only (default: the whole eval cell and every group).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as CSV to this file.")
+def grid_curve(
+    grid_file: str, scale: str, results: str | None, eval_cells: tuple[str, ...], group: str | None, out: str | None
+) -> None:
+    """The grid's paired comparisons as curves over training: the effect with its 95% CI at every step
+    the cells were evaluated at during training (eval.every), and at the end."""
+    from toolkit.files import atomic_path
+    from toolkit.grid.results import compare_curve
+    from toolkit.grid.spec import load_grid
+
+    g = load_grid(grid_file, scale)
+    evals = [(ev, group) for ev in eval_cells] if eval_cells else None
+    df = compare_curve(g, results, evals)
+    if group and not eval_cells and not df.empty:
+        df = df[df["group"] == group]
+    done = df[df["reason"] == ""] if not df.empty else df
+    if done.empty:
+        click.echo("(no comparison could be made: " + (df["reason"].iloc[0] if len(df) else "no finished cells") + ")")
+        return
+    cell = [f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in zip(done["effect"], done["ci_lo"], done["ci_hi"])]
+    done = done.assign(pair=done["a"] + " - " + done["b"], cell=cell)
+    table = done.pivot_table(
+        index=["pair", "eval", "group"], columns="step", values="cell", aggfunc="first", sort=False
+    )
+    click.echo(table.to_string())
+    if out:
+        with atomic_path(out, ".csv") as tmp:
+            df.round(6).to_csv(tmp, index=False)
+        click.echo(f"-> {out}")
+
+
 def _check_step(grid, results: str | None, step: int | None) -> None:
     """--step names a step at which every finished cell was evaluated during training."""
     from toolkit.grid.results import eval_steps

@@ -201,6 +201,41 @@ def compare_grid(
     return out
 
 
+def compare_curve(
+    grid: Grid, results: str | os.PathLike | None = None, evals: list[tuple[str, str | None]] | None = None
+) -> pd.DataFrame:
+    """Every `compare` pair of the grid as a curve over training: one row per (pair, eval cell,
+    group, step) at each step every finished cell was evaluated at during training (`eval.every`),
+    then the final evaluation (step: the run's last). Columns a, b, eval, group, step, effect,
+    ci_lo, ci_hi, p, seeds, examples; a comparison that could not be made has `reason` instead."""
+    final = None
+    cells = grid.cells()
+    if cells:
+        final = cells[0].config.total_steps
+    rows = []
+    steps = eval_steps(grid, results)
+    for step in [*steps, None] if final not in steps else steps:
+        for c in compare_grid(grid, results, evals, step):
+            row = {"a": c.a, "b": c.b, "eval": c.eval, "group": c.group or "all", "step": step or final}
+            if c.comparison is None:
+                rows.append({**row, "reason": c.reason})
+                continue
+            k = c.comparison
+            rows.append(
+                {
+                    **row,
+                    "effect": k.effect,
+                    "ci_lo": k.ci95[0],
+                    "ci_hi": k.ci95[1],
+                    "p": k.p_value,
+                    "seeds": k.n_seeds,
+                    "examples": k.n_examples,
+                    "reason": "",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def format_table(summary: pd.DataFrame, fmt: str = "md", pivot: str | None = None) -> str:
     """The summary as Markdown, CSV or LaTeX; `pivot` spreads one column (e.g. group) across columns."""
     if summary.empty:
