@@ -402,7 +402,10 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
 @grid.command("curve")
 @_grid_options
 @click.option("--eval", "eval_cells", multiple=True, help="Eval cell to compare (repeatable; default: every one).")
-@click.option("--group", help="Result group, e.g. vision_only (default: the whole eval cell and every group).")
+@click.option(
+    "--group",
+    help="Result group, e.g. vision_only (default: with --eval the whole eval cell, else it and every group).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as CSV to this file.")
 def grid_curve(
     grid_file: str, scale: str, results: str | None, eval_cells: tuple[str, ...], group: str | None, out: str | None
