@@ -289,18 +289,6 @@ def paper_vs_ours(
     return write_table(ctx, name, title, header, rows, notes, provenance(ctx, grid, df))
 
 
-def comparison_columns(comp) -> dict:
-    """A paired comparison (toolkit.grid.stats.Comparison) as a figure CSV's columns."""
-    return {
-        "effect": comp.effect,
-        "ci_lo": comp.ci95[0],
-        "ci_hi": comp.ci95[1],
-        "p": comp.p_value,
-        "seeds": comp.n_seeds,
-        "examples": comp.n_examples,
-    }
-
-
 def write_rows_csv(ctx: Context, name: str, df: pd.DataFrame) -> Path:
     """The numbers behind a figure, as `name`.csv (rounded, so the same results give the same bytes)."""
     ctx.out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from paper_figures.common import Context, comparison_columns, write_rows_csv
+from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
 from toolkit.grid.results import compare_grid
 
@@ -50,7 +50,7 @@ def effects(ctx: Context) -> pd.DataFrame:
                     "eval": c.eval,
                     "group": c.group or "all",
                     "what": what[(c.eval, c.group)],
-                    **comparison_columns(comp),
+                    **comp.columns(),
                 }
             )
     real = ctx.real_pairs()

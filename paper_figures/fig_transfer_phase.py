@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from paper_figures.common import Context, comparison_columns, write_rows_csv
+from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
 from toolkit.grid.learnability import arm_gates
 from toolkit.grid.results import collect, compare_grid, eval_steps, summarize
@@ -111,7 +111,7 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
                         **row,
                         "mllm": _arm_mean(summary, a, c.eval),
                         "llm": _arm_mean(summary, b, c.eval),
-                        **comparison_columns(c.comparison),
+                        **c.comparison.columns(),
                         **_gates(stored, cells, c),
                         "cells": ",".join(sorted(cell.id for cell in cells if cell.label in (a, b))),
                         "missing": "",

@@ -220,19 +220,7 @@ def compare_curve(
             if c.comparison is None:
                 rows.append({**row, "reason": c.reason})
                 continue
-            k = c.comparison
-            rows.append(
-                {
-                    **row,
-                    "effect": k.effect,
-                    "ci_lo": k.ci95[0],
-                    "ci_hi": k.ci95[1],
-                    "p": k.p_value,
-                    "seeds": k.n_seeds,
-                    "examples": k.n_examples,
-                    "reason": "",
-                }
-            )
+            rows.append({**row, **c.comparison.columns(), "reason": ""})
     return pd.DataFrame(rows)
 
 

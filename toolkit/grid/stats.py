@@ -142,6 +142,17 @@ class Comparison:
     se: float = math.nan  # standard error of the effect (seeds and examples crossed)
     df: float = math.nan  # its degrees of freedom
 
+    def columns(self) -> dict:
+        """The comparison as table columns: effect, ci_lo, ci_hi, p, seeds, examples."""
+        return {
+            "effect": self.effect,
+            "ci_lo": self.ci95[0],
+            "ci_hi": self.ci95[1],
+            "p": self.p_value,
+            "seeds": self.n_seeds,
+            "examples": self.n_examples,
+        }
+
     def describe(self, a: str, b: str, task: str = "") -> str:
         where = f" on {task}" if task else ""
         return (
