@@ -1,8 +1,8 @@
 """Figure: the transfer phase diagram. For each lever of the transfer studies
-(experiments/studies/transfer-*.yaml), MLLM − LLM at each level on the colour of vision-only
-categories, expressed (asked in text: world-colour) and latent (read by a linear probe fitted on
-grounded nouns' text states: world-colour-latent), paired over training seeds and examples with
-95% CIs. Training steps are a lever read as a curve: the chosen point's runs (transfer-point)
+(experiments/studies/transfer-*.yaml), MLLM − LLM at each level on vision-only categories:
+expressed transfer of colour and size (asked in text: world-colour, world-size) and latent transfer
+of colour (read by a linear probe fitted on grounded nouns' text states: world-colour-latent),
+paired over training seeds and examples with 95% CIs. Training steps are a lever read as a curve: the chosen point's runs (transfer-point)
 evaluated during training (`eval.every`), one level per evaluated step. Each level carries its
 learnability gates (experiments/learnability.yaml on its two arms: `gates_pass`, `gates_failed`;
 hollow markers where a gate fails), so an effect read on models that did not learn the world is
@@ -34,9 +34,13 @@ LEVERS = [
     ("transfer-text-priors", "data.world_overrides.text_attributes", "kinds and places in text"),
     ("transfer-width", "model.decoder.dim", "decoder width"),
 ]
-KINDS = [("expressed", "world-colour"), ("latent", "world-colour-latent")]
+KINDS = [("expressed", "world-colour"), ("expressed size", "world-size"), ("latent", "world-colour-latent")]
 KIND_OF = {ev: kind for kind, ev in KINDS}
-TITLES = {"expressed": "expressed: asked in text", "latent": "latent: probe on text states"}
+TITLES = {
+    "expressed": "colour, asked in text",
+    "expressed size": "size, asked in text",
+    "latent": "colour, probe on text states",
+}
 GROUP = "vision_only"
 
 
@@ -131,7 +135,7 @@ def build(ctx: Context):
         reason = "no study grids found" if df.empty else f"no stored results yet ({len(df)} comparisons to run)"
         return paths + save(empty_figure(f"transfer phase diagram: {reason}"), ctx.out, "fig_transfer_phase")
     levers = list(dict.fromkeys(done["lever"]))
-    fig, axes = plt.subplots(len(levers), 2, figsize=(8, 1.9 * len(levers) + 0.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(len(levers), len(KINDS), figsize=(11, 1.9 * len(levers) + 0.9), squeeze=False, sharey=True)
     for i, lever in enumerate(levers):
         sub = df[df["lever"] == lever]
         levels = list(dict.fromkeys(sub["level"]))
@@ -166,7 +170,7 @@ def build(ctx: Context):
     fewest, most = int(done["seeds"].min()), int(done["seeds"].max())
     seeds = str(most) if fewest == most else f"{fewest}-{most}"
     fig.suptitle(
-        f"MLLM − LLM on the colour of vision-only categories (95% CIs over {seeds} seeds and the categories;\n"
+        f"MLLM − LLM on vision-only categories (95% CIs over {seeds} seeds and the categories;\n"
         "hollow: a learnability gate fails at that level, the models did not learn the world)",
         fontsize=9,
     )

@@ -254,8 +254,8 @@ def test_a_comparison_that_cannot_be_made_says_why(built, tmp_path):
 def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
     """fig_transfer_phase: every compared level of every lever is a row (training steps: every step
     the chosen point's runs are evaluated at during training); a stored one carries the paired
-    MLLM − LLM effect on vision-only colour (expressed and latent) computed from the samples; a level
-    without results is listed with the reason."""
+    MLLM − LLM effect on vision-only colour and size (expressed) and colour (latent) computed from the
+    samples; a level without results is listed with the reason."""
     import pandas as pd
 
     from paper_figures.fig_transfer_phase import LEVERS, STEPS
@@ -263,12 +263,12 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
     out, grids, truth = built
     df = pd.read_csv(out / "fig_transfer_phase.csv", keep_default_na=False, dtype={"level": str})
     levels = sum(len(load_grid(STUDIES / f"{name}.yaml").spec.compare) for name, key, _ in LEVERS if key != STEPS)
-    assert len(df) == 2 * (levels + 3) and set(df["kind"]) == {"expressed", "latent"}
+    assert len(df) == 3 * (levels + 3) and set(df["kind"]) == {"expressed", "expressed size", "latent"}
     steps = df[df["lever"] == "transfer-point"]
     assert list(dict.fromkeys(steps["level"])) == ["450", "900", "1350"]
     done = df[df["missing"] == ""]
     assert set(done["lever"]) == {"transfer-direction", "transfer-width", "transfer-point"}
-    assert len(done) == 2 * (3 + 3 + 3)  # the point's last step (1350) from its final evaluation
+    assert len(done) == 3 * (3 + 3 + 3)  # the point's last step (1350) from its final evaluation
     assert all("no seed has finished cells" in m for m in df[df["missing"] != ""]["missing"])
     for r in done.itertuples():
         grid = grids[r.lever]
