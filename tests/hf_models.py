@@ -21,6 +21,11 @@ LLAVA_CHAT = (
     "{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
+IDEFICS3_CHAT = (
+    "{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
 QWEN_CHAT = (
     "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
     "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}{% endfor %}\n{% endfor %}"
@@ -170,14 +175,21 @@ def tiny_qwen2_vl(out: Path, seed: int = 0, version: str = "2", chat_template: s
     return out
 
 
-IDEFICS3_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<fake_token_around_image>", "<global-img>"] + [
-    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
-]
+IDEFICS3_SPECIALS = [
+    "<unk>",
+    "<s>",
+    "</s>",
+    "<pad>",
+    "<image>",
+    "<fake_token_around_image>",
+    "<global-img>",
+    "<end_of_utterance>",
+] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
 
 
-def tiny_idefics3(out: Path, seed: int = 0) -> Path:
+def tiny_idefics3(out: Path, seed: int = 0, chat_template: str | None = None) -> Path:
     """A tiny Idefics3: tiles of 32 px (patch 8, pixel shuffle 2: 2x2 = 4 tokens per tile), images up
-    to 64 px split into tiles plus a global view."""
+    to 64 px split into tiles plus a global view; `chat_template` is the processor's."""
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
@@ -196,7 +208,9 @@ def tiny_idefics3(out: Path, seed: int = 0) -> Path:
     images = Idefics3ImageProcessorPil(
         size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
     )
-    Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4).save_pretrained(out)
+    Idefics3Processor(
+        image_processor=images, tokenizer=tok, image_seq_len=4, chat_template=chat_template
+    ).save_pretrained(out)
     return out
 
 
@@ -252,5 +266,6 @@ def all_families(root: Path) -> dict[str, Path]:
         "qwen2_5_vl": tiny_qwen2_vl(root / "qwen2.5-vl", version="2.5"),
         "qwen2_vl-chat": tiny_qwen2_vl(root / "qwen2-vl-chat", chat_template=QWEN_CHAT),
         "idefics3": tiny_idefics3(root / "idefics3"),
+        "idefics3-chat": tiny_idefics3(root / "idefics3-chat", chat_template=IDEFICS3_CHAT),
         "paligemma": tiny_paligemma(root / "paligemma"),
     }

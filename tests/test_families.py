@@ -106,7 +106,18 @@ def paligemma_logprob(adapter, parts, continuation):
 
 
 @pytest.mark.parametrize(
-    "name", ["causal_lm", "llava", "llava-chat", "qwen2_vl", "qwen2_5_vl", "qwen2_vl-chat", "idefics3", "paligemma"]
+    "name",
+    [
+        "causal_lm",
+        "llava",
+        "llava-chat",
+        "qwen2_vl",
+        "qwen2_5_vl",
+        "qwen2_vl-chat",
+        "idefics3",
+        "idefics3-chat",
+        "paligemma",
+    ],
 )
 def test_loglikelihoods_equal_the_models_own_forward(hf_dirs, name):
     adapter = load_family(hf_dirs[name], batch_size=3)  # batches mix lengths and image counts
