@@ -18,7 +18,7 @@ import pandas as pd
 from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
 from toolkit.grid.learnability import arm_gates
-from toolkit.grid.results import collect, compare_grid, eval_steps, summarize
+from toolkit.grid.results import collect, compare_grid, curve_steps, summarize
 from toolkit.grid.spec import Grid, select_arm
 
 STEPS = "step"  # the lever key of training steps: levels are a run's evaluations during training
@@ -78,12 +78,10 @@ def _comparisons(grid: Grid, key: str, results):
         for c in compare_grid(grid, results, evals):
             by_level.setdefault(_level(c.a, key), []).append(c)
         return [(level, cs, stored) for level, cs in by_level.items()]
-    evaluated, last = eval_steps(grid, results), grid.cells()[0].config.total_steps
-    out = []
-    for s in sorted(set(planned_steps(grid)) | set(evaluated)):
-        at = None if s == last and s not in evaluated else s  # the last step: the final evaluation too
-        out.append((str(s), compare_grid(grid, results, evals, at), collect(grid, results, at)))
-    return out
+    return [
+        (str(s), compare_grid(grid, results, evals, at), collect(grid, results, at))
+        for s, at in curve_steps(grid, results, planned_steps(grid))
+    ]
 
 
 def _gates(stored: pd.DataFrame, cells, c) -> dict:

@@ -201,26 +201,31 @@ def compare_grid(
     return out
 
 
+def curve_steps(grid: Grid, results: str | os.PathLike | None = None, planned=()) -> list[tuple[int, int | None]]:
+    """The points of a grid's curves over training: (step, `step` argument to read it with) for each
+    step every finished cell was evaluated at during training and each of `planned`, then the run's
+    last step, read from the final evaluation (None) when it was not evaluated during training."""
+    cells = grid.cells()
+    if not cells:
+        return []
+    evaluated, last = eval_steps(grid, results), cells[0].config.total_steps
+    return [(s, s if s in evaluated else None if s == last else s) for s in sorted({*evaluated, *planned, last})]
+
+
 def compare_curve(
     grid: Grid, results: str | os.PathLike | None = None, evals: list[tuple[str, str | None]] | None = None
 ) -> pd.DataFrame:
-    """Every `compare` pair of the grid as a curve over training: one row per (pair, eval cell,
-    group, step) at each step every finished cell was evaluated at during training (`eval.every`),
-    then the final evaluation (step: the run's last). Columns a, b, eval, group, step, effect,
-    ci_lo, ci_hi, p, seeds, examples; a comparison that could not be made has `reason` instead."""
-    final = None
-    cells = grid.cells()
-    if cells:
-        final = cells[0].config.total_steps
+    """Every `compare` pair of the grid as a curve over training (`curve_steps`): one row per (pair,
+    eval cell, group, step). Columns a, b, eval, group, step, effect, ci_lo, ci_hi, p, seeds,
+    examples; a comparison that could not be made has `reason` instead."""
     rows = []
-    steps = eval_steps(grid, results)
-    for step in [*steps, None] if final not in steps else steps:
-        for c in compare_grid(grid, results, evals, step):
-            row = {"a": c.a, "b": c.b, "eval": c.eval, "group": c.group or "all", "step": step or final}
+    for step, at in curve_steps(grid, results):
+        for c in compare_grid(grid, results, evals, at):
+            row = {"a": c.a, "b": c.b, "eval": c.eval, "group": c.group or "all", "step": step}
             if c.comparison is None:
                 rows.append({**row, "reason": c.reason})
-                continue
-            rows.append({**row, **c.comparison.columns(), "reason": ""})
+            else:
+                rows.append({**row, **c.comparison.columns(), "reason": ""})
     return pd.DataFrame(rows)
 
 
