@@ -362,12 +362,20 @@ def test_cells_run_seed_by_seed_so_a_stopped_grid_has_whole_seeds(tmp_path, smal
 
 @pytest.mark.slow
 def test_local_pool_runs_cells_in_parallel_processes(tmp_path, small_world):
-    path = _grid_file(tmp_path, small_world, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))
+    """Two cells in two processes at once; each is reported when it finishes (the short one first,
+    though the grid lists the long one first)."""
+    stage = {"name": "pretrain", "lr": 3e-3, "warmup": 2, "schedule": "cosine"}
+    long, short = [{**stage, "steps": 300}], [{**stage, "steps": 3}]
+    path = _grid_file(tmp_path, small_world, axes={"stages": [long, short]}, seeds=(0,))
     result = CliRunner().invoke(main, ["grid", "run", str(path), "--results", str(tmp_path / "res"), "--jobs", "2"])
     assert result.exit_code == 0, result.output
     statuses = [json.loads(p.read_text()) for p in (tmp_path / "res" / "grid").glob("*/status.json")]
     assert len(statuses) == 2 and {s["state"] for s in statuses} == {"done"}
     assert len({s["pid"] for s in statuses}) == 2 and os.getpid() not in {s["pid"] for s in statuses}
+    cells = load_grid(path).cells()
+    assert cells[0].config.total_steps == 300
+    first = next(line for line in result.output.splitlines() if line.startswith("[1/2]"))
+    assert first.startswith(f"[1/2] {cells[1].id}"), result.output
 
 
 def test_progress_reports_finished_cells_with_time_left_and_the_running_cells_steps(tmp_path, small_world):

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import yaml
@@ -278,8 +278,9 @@ def run_grid(
         # spawn, not fork: a forked torch process can deadlock in its thread pools
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(jobs, ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            for cell, status in zip(todo, pool.map(run_cell, args)):
-                progress.finished(cell, status["state"])
+            futures = {pool.submit(run_cell, a): cell for a, cell in zip(args, todo)}
+            for future in as_completed(futures):  # reported as each finishes, not in submission order
+                progress.finished(futures[future], future.result()["state"])
     else:
         import submitit
 
