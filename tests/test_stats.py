@@ -147,3 +147,18 @@ def test_the_tables_per_arm_interval_covers_the_arms_expected_score_on_the_test_
         hits += lo - 0.0005 <= truth <= hi + 0.0005
     print(f"per-arm interval coverage: {hits / sims:.3f}")
     assert 0.93 <= hits / sims <= 0.995
+
+
+def test_equal_per_seed_differences_leave_the_paired_effect_size_undefined():
+    """Seeds whose mean differences are equal (the same scores in another order: their float sums
+    differ in the last bit) have no spread: d is undefined (NaN), not ~1e15."""
+    rng = np.random.default_rng(0)
+    v = rng.random(7)
+    a = np.array([rng.permutation(v) for _ in range(3)])
+    assert 0 < a.mean(axis=1).std(ddof=1) < 1e-12  # rounding noise only
+    comp = paired_comparison(a, np.zeros_like(a))
+    assert math.isnan(comp.effect_size) and comp.effect == pytest.approx(float(v.mean()))
+    spread = a + np.array([[0.0], [0.01], [0.02]])  # a real spread over seeds keeps d
+    assert paired_comparison(spread, np.zeros_like(a)).effect_size == pytest.approx(
+        float(spread.mean(axis=1).mean() / spread.mean(axis=1).std(ddof=1))
+    )

@@ -175,5 +175,7 @@ def paired_comparison(a, b, level: float = 0.95) -> Comparison:
     p = crossed.p_value() if not math.isnan(crossed.se) else math.nan
     per_seed = diff.mean(axis=1)
     sd = per_seed.std(ddof=1) if S > 1 else 0.0
-    d = float(per_seed.mean() / sd) if S > 1 and sd > 0 else math.nan
+    # equal per-seed differences (summed in another order: sd ~1e-16) leave d undefined, not huge
+    noise = 1e-9 * max(1.0, float(np.abs(per_seed).max()))
+    d = float(per_seed.mean() / sd) if S > 1 and sd > noise else math.nan
     return Comparison(crossed.mean, (float(lo), float(hi)), p, d, S, E, crossed.se, crossed.df)
