@@ -14,7 +14,7 @@ import yaml
 
 from toolkit.eval.metrics import METRICS
 from toolkit.files import atomic_path, write_atomic
-from toolkit.grid.results import collect, compare_arms, summarize
+from toolkit.grid.results import collect, compare_arms, rounded, summarize
 from toolkit.grid.spec import Grid, load_grid, select_arm
 
 REFERENCE = Path(__file__).parent / "reference" / "kosmos1_tables.yaml"
@@ -293,7 +293,7 @@ def write_rows_csv(ctx: Context, name: str, df: pd.DataFrame) -> Path:
     """The numbers behind a figure, as `name`.csv (rounded, so the same results give the same bytes)."""
     ctx.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(ctx.out / f"{name}.csv", ".csv") as tmp:
-        df.round(6).to_csv(tmp, index=False)
+        rounded(df).to_csv(tmp, index=False)
     return ctx.out / f"{name}.csv"
 
 

@@ -285,9 +285,8 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
         sb = np.array([[t[(b, r.eval, s, *at)][i][0] for i in ids] for s in seeds])
         comp = paired_comparison(sa, sb)
         assert math.isclose(float(r.effect), comp.effect, abs_tol=1e-6)
-        assert math.isclose(float(r.ci_lo), comp.ci95[0], abs_tol=1e-6) and math.isclose(
-            float(r.p), comp.p_value, abs_tol=1e-6
-        )
+        assert math.isclose(float(r.ci_lo), comp.ci95[0], abs_tol=1e-6)
+        assert float(r.p) == float(f"{comp.p_value:.4g}")  # 4 significant digits: a small p is not 0
         assert math.isclose(float(r.mllm) - float(r.llm), comp.effect, abs_tol=1e-6)
         assert float(r.seeds) == len(seeds) == (5 if point else 3)
         # the level's learnability gates, from the same results: here none pass (skills below 0.9, VQA

@@ -162,3 +162,11 @@ def test_equal_per_seed_differences_leave_the_paired_effect_size_undefined():
     assert paired_comparison(spread, np.zeros_like(a)).effect_size == pytest.approx(
         float(spread.mean(axis=1).mean() / spread.mean(axis=1).std(ddof=1))
     )
+
+
+def test_csv_rounding_keeps_small_p_values():
+    from toolkit.grid.results import rounded
+
+    df = pd.DataFrame({"effect": [0.1234567891, math.nan], "p": [2.5512e-7, math.nan], "reason": ["", "x"]})
+    out = rounded(df)
+    assert out["effect"].iloc[0] == 0.123457 and out["p"].iloc[0] == 2.551e-7 and math.isnan(out["p"].iloc[1])

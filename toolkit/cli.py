@@ -413,7 +413,7 @@ def grid_curve(
     """The grid's paired comparisons as curves over training: the effect with its 95% CI at every step
     the cells were evaluated at during training (eval.every), and at the end."""
     from toolkit.files import atomic_path
-    from toolkit.grid.results import compare_curve
+    from toolkit.grid.results import compare_curve, rounded
     from toolkit.grid.spec import load_grid
 
     g = load_grid(grid_file, scale)
@@ -433,7 +433,7 @@ def grid_curve(
     click.echo(table.to_string())
     if out:
         with atomic_path(out, ".csv") as tmp:
-            df.round(6).to_csv(tmp, index=False)
+            rounded(df).to_csv(tmp, index=False)
         click.echo(f"-> {out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,15 @@ def compare_curve(
             else:
                 rows.append({**row, **c.comparison.columns(), "reason": ""})
     return pd.DataFrame(rows)
+
+
+def rounded(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers for a CSV that the same results write byte for byte: 6 decimals, but p-values (column
+    `p`) to 4 significant digits, so a small one is not written as 0."""
+    out = df.round(6)
+    if "p" in df.columns:
+        out["p"] = [float(f"{v:.4g}") if isinstance(v, float) and not math.isnan(v) else v for v in df["p"]]
+    return out
 
 
 def format_table(summary: pd.DataFrame, fmt: str = "md", pivot: str | None = None) -> str:
