@@ -175,16 +175,9 @@ def tiny_qwen2_vl(out: Path, seed: int = 0, version: str = "2", chat_template: s
     return out
 
 
-IDEFICS3_SPECIALS = [
-    "<unk>",
-    "<s>",
-    "</s>",
-    "<pad>",
-    "<image>",
-    "<fake_token_around_image>",
-    "<global-img>",
-    "<end_of_utterance>",
-] + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+IDEFICS3_SPECIALS = [*SPECIALS, "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"] + [
+    f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)
+]
 
 
 def tiny_idefics3(out: Path, seed: int = 0, chat_template: str | None = None) -> Path:
