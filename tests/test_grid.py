@@ -420,6 +420,30 @@ def test_time_left_counts_training_steps_not_cells(tmp_path, small_world):
     assert lines[-1].startswith(f"[1/3] {cells[0].id}") and lines[-1].endswith("(100 s; about 600 s left)")
 
 
+def test_time_left_counts_a_run_another_study_trained_as_trained_before(tmp_path, small_world):
+    """A cell with no directory yet whose training key names a run in `<results>/runs` (trained by
+    another study): it finishes at once and adds no steps taken, so the estimate is not shortened."""
+    from toolkit.grid.run import Progress, training_key
+
+    grid = load_grid(_grid_file(tmp_path, small_world, steps=40, seeds=(0, 1)))
+    cells = grid.cells()
+    out = tmp_path / "res" / "grid"
+    shared = tmp_path / "res" / "runs" / training_key(cells[0].config)
+    shared.mkdir(parents=True)
+    (shared / "metrics.jsonl").write_text('{"step": 40}\n')
+    (out / cells[1].id / "run").mkdir(parents=True)
+    (out / cells[1].id / "run" / "metrics.jsonl").write_text('{"step": 10}\n')
+    lines = []
+    progress = Progress(cells, out, lines.append, heartbeat=0)
+    (out / cells[0].id).mkdir()
+    (out / cells[0].id / "run").symlink_to(shared, target_is_directory=True)  # the grid links the shared run
+    (out / cells[1].id / "run" / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n')
+    progress.start = time.time() - 100.0
+    progress.finished(cells[0], "done")
+    # 10 steps in 100 s, 20 to go: 200 s (counting the shared run's 40 steps as taken would read 40 s)
+    assert lines[-1].endswith("(100 s; about 200 s left)"), lines[-1]
+
+
 @pytest.mark.slow
 def test_pool_workers_end_when_the_grid_process_is_killed(tmp_path, small_world):
     """`grid run --jobs 2` killed: its workers stop training within seconds (no cell goes on unwatched),

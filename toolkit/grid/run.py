@@ -318,10 +318,13 @@ class Progress:
     """A grid's progress as it runs: each finished cell with the count and an estimate of the time
     left (from the training steps taken since the start and those still to take, so a cell whose
     shared run was already trained does not shorten it), and every `heartbeat` seconds the steps of
-    the cells still training (read from their runs' metrics.jsonl; 0 turns it off)."""
+    the cells still training (read from their runs' metrics.jsonl; 0 turns it off). A cell's run is
+    read where it is shared (`<results>/runs/<training key>`) when the cell has no run yet, so a run
+    another study trained counts as trained before the start."""
 
     def __init__(self, todo: list[Cell], out: Path, echo: Callable[[str], None], heartbeat: float) -> None:
         self.todo, self.out, self.echo, self.done = todo, out, echo, 0
+        self.shared = {cell.id: out.parent / "runs" / training_key(cell.config) for cell in todo}
         self.start = time.time()
         self.begin = {cell.id: self.step(cell) or 0 for cell in todo}
         self.ended: set[str] = set()
@@ -352,6 +355,8 @@ class Progress:
     def step(self, cell: Cell) -> int | None:
         """The last step the cell's run logged: 0 before any, None while a line is being written."""
         metrics = self.out / cell.id / "run" / "metrics.jsonl"
+        if not metrics.is_file():
+            metrics = self.shared[cell.id] / "metrics.jsonl"
         if not metrics.is_file():
             return 0
         last = metrics.read_text().strip().rsplit("\n", 1)[-1]
