@@ -1,6 +1,8 @@
 # make install: .venv with torch first (pinned, overridable), then xmt with its dev extras.
 # make test: install + the test suite.   make reproduce: install + `xmt reproduce` (the main job).
 # make studies: install + the transfer studies (experiments/studies/transfer-*.yaml; resumable).
+# make study-results: their summaries (docs/studies/transfer-<study>*.csv) and the gallery's
+#   fig_transfer_phase, from the studies that have results under STUDY_RESULTS.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -13,7 +15,7 @@ JOBS ?= 2
 # are every other study's default level)
 STUDY_RESULTS ?= results
 STUDIES ?= point width renders templates direction bridge plain-shapes categories text-priors
-.PHONY: install test test-fast reproduce studies lint clean
+.PHONY: install test test-fast reproduce studies study-results lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +42,22 @@ studies: install
 		$(BIN)/xmt grid run experiments/studies/transfer-$$s.yaml --jobs $(JOBS) --results $(STUDY_RESULTS) || exit 1; \
 	done
 	$(BIN)/xmt paper build --results $(STUDY_RESULTS) --out $(STUDY_RESULTS)/paper --allow-empty
+
+# per study: every comparison over the evaluated steps (-curve), what each arm learned at the end and
+# at steps 450 and 900 (-step-N); a study with no results yet is passed over
+study-results: install
+	for s in $(STUDIES); do \
+		g=experiments/studies/transfer-$$s.yaml; o=docs/studies/transfer-$$s; \
+		[ -d $(STUDY_RESULTS)/transfer-$$s ] || { echo "transfer-$$s: no results under $(STUDY_RESULTS), passed over"; continue; }; \
+		$(BIN)/xmt grid curve $$g --results $(STUDY_RESULTS) --eval world-colour --eval world-size \
+			--eval world-colour-latent --group vision_only --out $$o-curve.csv || exit 1; \
+		$(BIN)/xmt grid learnability $$g --results $(STUDY_RESULTS) --out $$o.csv || exit 1; \
+		for n in 450 900; do \
+			$(BIN)/xmt grid learnability $$g --results $(STUDY_RESULTS) --step $$n --out $$o-step-$$n.csv || exit 1; \
+		done; \
+	done
+	$(BIN)/xmt paper build --results $(STUDY_RESULTS) --out $(STUDY_RESULTS)/paper --allow-empty
+	cp $(STUDY_RESULTS)/paper/fig_transfer_phase.png $(STUDY_RESULTS)/paper/fig_transfer_phase.csv docs/gallery/
 
 lint: install
 	$(BIN)/ruff check .
