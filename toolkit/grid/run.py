@@ -35,6 +35,7 @@ import yaml
 from toolkit.config import ConfigError, to_dict
 from toolkit.files import read_json, write_atomic
 from toolkit.grid.spec import Cell, Grid, identity_dict
+from toolkit.train.precision import resolve_device, resolve_precision
 from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
 
 EXECUTORS = ("local", "submitit-local", "slurm")
@@ -76,12 +77,18 @@ def _write_status(cell_dir: Path, status: dict) -> None:
     write_atomic(cell_dir / "status.json", json.dumps(status, indent=1) + "\n")
 
 
-def training_key(cfg) -> str:
+def training_key(cfg, precision: str | None = None) -> str:
     """Hash of what determines a run's weights: its identity (toolkit.grid.spec.identity_dict) without
-    name, logging and threads."""
+    name, logging and threads; the precision it trains in (`precision: auto` resolved on this machine:
+    bf16 on one CPU, fp32 on another, or `precision` when given: a stored run's); for the text-only
+    arm (`vision.kind: none`) no vision tower or resampler settings, which it never builds."""
     d = identity_dict(cfg)
     for key in ("name", "logging", "threads"):
         d.pop(key, None)
+    d["precision"] = precision or resolve_precision(cfg.precision, resolve_device(cfg.device))
+    if not cfg.model.vision.enabled:
+        d["model"]["vision"] = {"kind": cfg.model.vision.kind}
+        d["model"].pop("resampler", None)
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -240,10 +247,13 @@ def run_grid(
     Progress goes to `echo`: each finished cell, and the training cells' steps every `heartbeat` s."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    from toolkit.grid.migrate import adopt_runs
+
     out = results_dir(grid, results)
     out.mkdir(parents=True, exist_ok=True)
     cells = grid.cells()
     _write_plan(grid, cells, out)
+    adopt_runs(grid, out, echo)
     todo: list[Cell] = []
     for cell in cells:
         state = read_status(out / cell.id)["state"]
@@ -251,6 +261,8 @@ def run_grid(
             echo(f"{cell.id} {cell.label} seed={cell.seed}: {state}, skipped")
         else:
             todo.append(cell)
+    if todo and executor != "slurm":  # slurm: `auto` resolves on the nodes, not here
+        check_precision(cells, out)
     # Seed by seed (every arm's first seed, then the next): a grid stopped part-way has whole seeds to compare.
     seeds = list(dict.fromkeys(c.seed for c in cells))
     todo.sort(key=lambda c: seeds.index(c.seed))
@@ -300,6 +312,22 @@ def run_grid(
             progress.finished(cell, job.result()["state"])
     progress.close()
     return {c.id: read_status(out / c.id)["state"] for c in cells}
+
+
+def check_precision(cells: list[Cell], out: Path) -> None:
+    """A grid's runs train in one precision: when a cell with `precision: auto` would train here in
+    another precision than a trained run of the same grid (a machine with native bf16 after one
+    without, or the reverse), the grid is refused, with the setting that trains the rest alike."""
+    here = {resolve_precision("auto", resolve_device(c.config.device)) for c in cells if c.config.precision == "auto"}
+    for cell in cells:
+        config = out / cell.id / "run" / CONFIG_FILE
+        stored = yaml.safe_load(config.read_text()).get("precision") if config.is_file() else None
+        for other in sorted(here - {stored} if stored else ()):
+            raise ConfigError(
+                f"{out / cell.id}: its run trained in {stored}, but precision: auto trains in {other} on this "
+                f"machine, and a grid's runs must share one precision: add `precision: {stored}` to the grid's "
+                "overrides (trained runs are kept, their cells evaluated again)"
+            )
 
 
 def _exit_with_parent(parent: int) -> None:

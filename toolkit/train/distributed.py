@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from toolkit.config import ConfigError
+from toolkit.train.precision import resolve_device
 
 
 @dataclass
@@ -36,7 +37,7 @@ class DistInfo:
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Read torchrun's environment; start a process group when there is more than one process."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    use_cuda = resolve_device(device) == "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: cuda was asked for but no CUDA GPU is available")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

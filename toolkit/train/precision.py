@@ -14,6 +14,13 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when a CUDA GPU is available, else cpu; cpu/cuda stay as given."""
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_precision(name: str, device: torch.device | str) -> str:
     """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32; fp32/bf16 stay as given."""
     if name != "auto":
