@@ -391,13 +391,14 @@ def test_progress_reports_finished_cells_with_time_left_and_the_running_cells_st
     lines = []
     progress = Progress(cells, out, lines.append, heartbeat=0.05)
     time.sleep(0.3)
+    (running / "run" / "metrics.jsonl").write_text('{"step": 10}\n{"step": 20}\n{"step": 30}\n')
     progress.finished(cells[0], "done")
     progress.close()
     beats = [line for line in lines if line.startswith("  running")]
-    assert beats and all(f"{cells[1].id}" in b and "step 20/40" in b for b in beats)
+    assert beats and all(f"{cells[1].id}" in b and ("step 20/40" in b or "step 30/40" in b) for b in beats)
     done = [line for line in lines if line.startswith("[1/2]")]
     assert len(done) == 1 and f"{cells[0].id}" in done[0] and ": done (" in done[0] and "s left)" in done[0]
-    assert progress.running() == [f"{cells[1].id} {cells[1].label} seed={cells[1].seed}: step 20/40"]
+    assert progress.running() == [f"{cells[1].id} {cells[1].label} seed={cells[1].seed}: step 30/40"]
 
 
 def test_time_left_counts_training_steps_not_cells(tmp_path, small_world):
@@ -418,6 +419,19 @@ def test_time_left_counts_training_steps_not_cells(tmp_path, small_world):
     progress.finished(cells[0], "done")
     # 10 steps in 100 s; 20 + 40 to go: 600 s (by cells it would read 200 s)
     assert lines[-1].startswith(f"[1/3] {cells[0].id}") and lines[-1].endswith("(100 s; about 600 s left)")
+
+
+def test_no_time_left_is_guessed_before_the_first_training_steps(tmp_path, small_world):
+    """Cells that were only evaluated (their runs trained before) say nothing of how long a training
+    cell takes: no estimate until steps are taken."""
+    from toolkit.grid.run import Progress
+
+    grid = load_grid(_grid_file(tmp_path, small_world, steps=40))
+    cells = grid.cells()
+    lines = []
+    progress = Progress(cells, tmp_path / "res", lines.append, heartbeat=0)
+    progress.finished(cells[0], "done")
+    assert lines[-1].startswith(f"[1/2] {cells[0].id}") and lines[-1].endswith(" s)") and "left" not in lines[-1]
 
 
 def test_time_left_counts_a_run_another_study_trained_as_trained_before(tmp_path, small_world):

@@ -345,7 +345,7 @@ def _exit_with_parent(parent: int) -> None:
 class Progress:
     """A grid's progress as it runs: each finished cell with the count and an estimate of the time
     left (from the training steps taken since the start and those still to take, so a cell whose
-    shared run was already trained does not shorten it), and every `heartbeat` seconds the steps of
+    shared run was already trained does not shorten it; none before the first steps), and every `heartbeat` seconds the steps of
     the cells still training (read from their runs' metrics.jsonl; 0 turns it off). A cell's run is
     read where it is shared (`<results>/runs/<training key>`) when the cell has no run yet, so a run
     another study trained counts as trained before the start."""
@@ -371,11 +371,9 @@ class Progress:
             now = min(self.step(c) or self.begin[c.id], c.config.total_steps)
             taken += max(0, now - self.begin[c.id])
             remaining += 0 if c.id in self.ended else c.config.total_steps - now
-        if taken:
-            left = elapsed * remaining / taken
-        else:  # no training yet (every cell so far was only evaluated): by cells
-            left = elapsed / self.done * (len(self.todo) - self.done)
-        eta = f"; about {left:.0f} s left" if self.done < len(self.todo) else ""
+        # no estimate before the first training steps (cells so far only evaluated: they say nothing
+        # of how long a training cell takes)
+        eta = f"; about {elapsed * remaining / taken:.0f} s left" if taken and self.done < len(self.todo) else ""
         self.echo(
             f"[{self.done}/{len(self.todo)}] {cell.id} {cell.label} seed={cell.seed}: {state} ({elapsed:.0f} s{eta})"
         )
