@@ -12,34 +12,21 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import hashlib
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from toolkit.files import read_json, write_atomic
-from toolkit.grid.run import training_key
-from toolkit.grid.spec import Grid, identity_dict
+from toolkit.files import read_json
+from toolkit.grid.run import _write_status, key_digest, replace_link, training_key, weights_identity
+from toolkit.grid.spec import Grid
 from toolkit.train.rundir import CONFIG_FILE
 
 
 def first_rule_key(cfg) -> str:
-    """A run's training key under the first rule: its identity without name, logging and threads."""
-    d = identity_dict(cfg)
-    for key in ("name", "logging", "threads"):
-        d.pop(key, None)
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _link(path: Path, target: str) -> None:
-    tmp = path.with_name(path.name + ".tmp-link")
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(target)
-    tmp.replace(path)
+    """A run's training key under the first rule: the digest of its `weights_identity` alone."""
+    return key_digest(weights_identity(cfg))
 
 
 def _adopt(cfg, runs: Path) -> tuple[Path, bool] | None:
@@ -65,7 +52,7 @@ def _adopt(cfg, runs: Path) -> tuple[Path, bool] | None:
             except BlockingIOError:  # training now (an older xmt): adopted by a later call
                 return None
             old.rename(new)
-            _link(old, new.name)
+            replace_link(old, new.name)
         return old, True
     return None
 
@@ -92,13 +79,13 @@ def adopt_runs(grid: Grid, out: Path, echo: Callable[[str], None] = print) -> in
         cell_dir, new_name = out / cell.id, os.readlink(old)
         link = cell_dir / "run"
         if link.is_symlink() and Path(os.readlink(link)).name == old.name:
-            _link(link, os.path.relpath(runs / new_name, cell_dir))
+            replace_link(link, os.path.relpath(runs / new_name, cell_dir))
         status = cell_dir / "status.json"
         if status.is_file():
             s = read_json(status)
             if s.get("training_key") == old.name:
                 s["training_key"] = new_name
-                write_atomic(status, json.dumps(s, indent=1) + "\n")
+                _write_status(cell_dir, s)
     if moved:
         echo(f"{moved} runs renamed to their current training keys (the old names link to them)")
     return moved

@@ -77,19 +77,38 @@ def _write_status(cell_dir: Path, status: dict) -> None:
     write_atomic(cell_dir / "status.json", json.dumps(status, indent=1) + "\n")
 
 
-def training_key(cfg, precision: str | None = None) -> str:
-    """Hash of what determines a run's weights: its identity (toolkit.grid.spec.identity_dict) without
-    name, logging and threads; the precision it trains in (`precision: auto` resolved on this machine:
-    bf16 on one CPU, fp32 on another, or `precision` when given: a stored run's); for the text-only
-    arm (`vision.kind: none`) no vision tower or resampler settings, which it never builds."""
+def weights_identity(cfg) -> dict:
+    """A run's identity (toolkit.grid.spec.identity_dict) without name, logging and threads."""
     d = identity_dict(cfg)
     for key in ("name", "logging", "threads"):
         d.pop(key, None)
+    return d
+
+
+def key_digest(d: dict) -> str:
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def training_key(cfg, precision: str | None = None) -> str:
+    """Hash of what determines a run's weights: `weights_identity`, with the precision it trains in
+    (`precision: auto` resolved on this machine: bf16 on one CPU, fp32 on another, or `precision`
+    when given: a stored run's); for the text-only arm (`vision.kind: none`) no vision tower or
+    resampler settings, which it never builds."""
+    d = weights_identity(cfg)
     d["precision"] = precision or resolve_precision(cfg.precision, resolve_device(cfg.device))
     if not cfg.model.vision.enabled:
         d["model"]["vision"] = {"kind": cfg.model.vision.kind}
         d["model"].pop("resampler", None)
-    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return key_digest(d)
+
+
+def replace_link(path: Path, target: str) -> None:
+    """Make `path` a symbolic link to `target` in one step (a link beside it, renamed over it)."""
+    tmp = path.with_name(path.name + ".tmp-link")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    tmp.replace(path)
 
 
 def shared_run(cell_dir: Path, key: str) -> Path:
@@ -104,11 +123,7 @@ def shared_run(cell_dir: Path, key: str) -> Path:
         link.unlink()
     elif link.exists():
         return link  # a run trained inside the cell directory (an older layout): used as it is
-    tmp = cell_dir / "run.tmp-link"
-    if tmp.is_symlink():
-        tmp.unlink()
-    tmp.symlink_to(os.path.relpath(target, cell_dir))
-    tmp.replace(link)
+    replace_link(link, os.path.relpath(target, cell_dir))
     return link
 
 
@@ -322,7 +337,8 @@ def check_precision(cells: list[Cell], out: Path) -> None:
     for cell in cells:
         config = out / cell.id / "run" / CONFIG_FILE
         stored = yaml.safe_load(config.read_text()).get("precision") if config.is_file() else None
-        for other in sorted(here - {stored} if stored else ()):
+        if stored and here - {stored}:
+            other = min(here - {stored})
             raise ConfigError(
                 f"{out / cell.id}: its run trained in {stored}, but precision: auto trains in {other} on this "
                 f"machine, and a grid's runs must share one precision: add `precision: {stored}` to the grid's "
@@ -345,8 +361,9 @@ def _exit_with_parent(parent: int) -> None:
 class Progress:
     """A grid's progress as it runs: each finished cell with the count and an estimate of the time
     left (from the training steps taken since the start and those still to take, so a cell whose
-    shared run was already trained does not shorten it; none before the first steps), and every `heartbeat` seconds the steps of
-    the cells still training (read from their runs' metrics.jsonl; 0 turns it off). A cell's run is
+    shared run was already trained does not shorten it; none before the first steps), and every
+    `heartbeat` seconds the steps of the cells still training (read from their runs' metrics.jsonl;
+    0 turns it off). A cell's run is
     read where it is shared (`<results>/runs/<training key>`) when the cell has no run yet, so a run
     another study trained counts as trained before the start."""
 
