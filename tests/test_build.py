@@ -229,3 +229,30 @@ def test_smoke_reproduce_killed_part_way_continues_and_writes_every_artifact(tmp
     again = CliRunner().invoke(main, ["reproduce", "--scale", "smoke", "--out", str(tmp_path)])
     assert again.exit_code == 0 and "reusing" in again.output
     assert (first / "run" / "metrics.jsonl").read_bytes() == kept_run
+
+
+def test_reproduce_stopped_in_its_grids_says_so_and_runs_no_later_stage(tmp_path, monkeypatch):
+    """A grid stopped by Ctrl-C ends `xmt reproduce` at that stage with the grid's resume message,
+    not as a failure, and no later stage runs (it would read the missing cells)."""
+    from toolkit.commands import reproduce
+    from toolkit.grid.run import GridInterrupted
+
+    ran = []
+
+    def stopped(scale, out, echo):
+        raise GridInterrupted("3 of 8 cells not done; run the same command again to resume them")
+
+    monkeypatch.setattr(
+        reproduce,
+        "STAGES",
+        [
+            ("first", lambda *a: ran.append("first") or "ok"),
+            ("grids", stopped),
+            ("later", lambda *a: ran.append("later")),
+        ],
+    )
+    lines = []
+    assert reproduce.run_reproduce("smoke", str(tmp_path), echo=lines.append) is False
+    assert ran == ["first"]
+    assert "[2/3] grids: stopped: 3 of 8 cells not done; run the same command again to resume them" in lines
+    assert not any("FAILED" in line for line in lines)

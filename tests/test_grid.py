@@ -501,3 +501,75 @@ def test_a_world_named_by_other_settings_that_build_it_is_the_same_cell():
     bridge = default_cell("transfer-bridge", "data.world_overrides.vision_only_fraction", 0.5)
     assert len(direction) == 1 and direction == width == bridge
     assert default_cell("transfer-direction", "data.world_overrides.noun_first_fraction", 0.5).isdisjoint(direction)
+
+
+def _wait_for_steps(runs, n, timeout=300):
+    """Until every run dir in `runs` has logged at least `n` steps."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logged = [r / "metrics.jsonl" for r in runs]
+        if all(m.is_file() and len(m.read_text().splitlines()) >= n for m in logged):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"runs did not reach step {n}: {runs}")
+
+
+def _stopped_cleanly(cell_dir):
+    """The cell reads interrupted and its run's last checkpoint is the last step it logged."""
+    assert json.loads((cell_dir / "status.json").read_text())["state"] == "interrupted"
+    last = json.loads((cell_dir / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    saved = sorted(p.name for p in (cell_dir / "run" / "checkpoints").glob("step-*"))
+    assert saved[-1] == f"step-{last:07d}", (saved, last)
+
+
+def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tmp_path, small_world):
+    """Ctrl-C in `grid run` (one process): the training cell saves a checkpoint after its step and
+    reads interrupted; the grid does not go on to the next cell and exits with 130."""
+    path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first, second = (res / "grid" / c.id for c in load_grid(path).cells())
+    _wait_for_steps([first / "run"], 3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "2 of 2 cells not done; run the same command again to resume them" in err
+    _stopped_cleanly(first)
+    assert not (second / "status.json").exists()
+    status = CliRunner().invoke(main, ["grid", "status", str(path), "--results", str(res), "--json"])
+    assert [r["state"] for r in json.loads(status.output)] == ["interrupted", "pending"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_pool_grid_cleanly(tmp_path, small_world):
+    """SIGINT to `grid run --jobs 2` alone (not its workers): both training cells stop after their
+    step with a checkpoint, the queued cells never start, every worker ends, exit status 130."""
+    path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]})
+    res = tmp_path / "res"
+    cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res), "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cells = load_grid(path).cells()  # seed 0 of both arms first, then seed 1
+    dirs = [res / "grid" / c.id for c in cells]
+    seed0 = [d for d, c in zip(dirs, cells) if c.seed == 0]
+    _wait_for_steps([d / "run" for d in seed0], 3)
+    pids = {json.loads((d / "status.json").read_text())["pid"] for d in seed0}
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "4 of 4 cells not done; run the same command again to resume them" in err
+    assert "stopping: the training cells save a checkpoint" in out
+    for d in seed0:
+        _stopped_cleanly(d)
+    for d, c in zip(dirs, cells):
+        if c.seed == 1:
+            assert not (d / "status.json").exists()
+
+    from toolkit.grid.run import _alive
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)

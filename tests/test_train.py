@@ -431,6 +431,26 @@ def test_ctrl_c_saves_a_checkpoint_after_the_current_step(small_world, tmp_path)
     assert saved[-1].name == f"step-{last:07d}" and f"interrupted after step {last}" in err
 
 
+def test_stop_when_ends_the_run_after_that_step_with_a_checkpoint_and_resume_goes_on(small_world, tmp_path):
+    """`stop_when` (how a grid being stopped reaches its training cells) is asked once per step: the
+    run stops after the step at which it turned true, saving that step; --resume trains the rest."""
+    from toolkit.train.loop import TrainingInterrupted
+
+    cfg = run_config_from_dict(run_dict(small_world, steps=6, checkpoint={"every": 1000, "keep": 2}))
+    asked = []
+
+    def stop_when():
+        asked.append(len(asked) + 1)
+        return len(asked) >= 3
+
+    with pytest.raises(TrainingInterrupted, match="interrupted after step 3"):
+        run_training(cfg, tmp_path / "r", stop_when=stop_when)
+    assert asked == [1, 2, 3]
+    assert [p.name for p in sorted((tmp_path / "r" / "checkpoints").glob("step-*"))] == ["step-0000003"]
+    run_training(load_run(tmp_path / "r"), tmp_path / "r", resume=True)
+    assert [m["step"] for m in metrics(tmp_path / "r") if "loss" in m] == [1, 2, 3, 4, 5, 6]
+
+
 def test_token_weighted_loss_is_one_mean_over_all_streams(small_world, tmp_path):
     import torch
 

@@ -315,7 +315,7 @@ def grid_run(
     import yaml
 
     from toolkit.grid.real import is_real_grid, load_real_grid, run_real_grid
-    from toolkit.grid.run import run_grid
+    from toolkit.grid.run import GridInterrupted, run_grid
     from toolkit.grid.spec import load_grid
 
     if is_real_grid(grid_file):
@@ -331,9 +331,13 @@ def grid_run(
         if not sep:
             raise click.BadParameter(f"--slurm expects KEY=VALUE, got {item!r}")
         params[key] = yaml.safe_load(value)
-    states = run_grid(
-        load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo, slurm=params or None
-    )
+    try:
+        states = run_grid(
+            load_grid(grid_file, scale), results, jobs, executor, retry_failed, echo=click.echo, slurm=params or None
+        )
+    except (GridInterrupted, KeyboardInterrupt) as err:
+        click.echo(f"Stopped: {err or 'interrupted'}", err=True)
+        sys.exit(130)
     failed = [c for c, s in states.items() if s == "failed"]
     click.echo(
         f"{sum(s == 'done' for s in states.values())}/{len(states)} cells done"

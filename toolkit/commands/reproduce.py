@@ -250,6 +250,7 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print, job
     """Run every stage in order; returns True when all passed. Prints the time of each stage, then
     the learnability gates and the headline effects, and writes them to OUT/paper/summary.json."""
     from toolkit.grid.learnability import format_gates, gate_results, load_learnability
+    from toolkit.grid.run import GridInterrupted
 
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}'; valid: {', '.join(SCALES)}")
@@ -261,6 +262,10 @@ def run_reproduce(scale: str, out: str, echo: Callable[[str], None] = print, job
     for i, (name, fn) in enumerate(STAGES, 1):
         try:
             message = clock.run(name, lambda fn=fn: fn(s, out_dir, echo))
+        except GridInterrupted as err:
+            ok = False
+            echo(f"[{i}/{len(STAGES)}] {name}: stopped: {err}")
+            break
         except Exception as err:  # a failed stage is reported; later stages would read its missing output
             ok = False
             echo(f"[{i}/{len(STAGES)}] {name}: FAILED: {err}")

@@ -1,5 +1,7 @@
 """Running a grid: each cell trains (resuming a half-finished run) and is evaluated; its state is
-recorded in `<results>/<cell id>/status.json` (running | done | failed, with the traceback).
+recorded in `<results>/<cell id>/status.json` (running | done | failed, with the traceback |
+interrupted). Ctrl-C (or SIGTERM) stops a grid: queued cells do not start, training cells stop after
+their current step with a checkpoint, and the next `grid run` resumes them.
 
 Training is shared: a cell's run lives in `<results root>/runs/<training key>/`, the key hashing the
 resolved training config without its name, logging and threads, and `<cell>/run` links to it. Cells
@@ -22,6 +24,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -39,6 +42,14 @@ from toolkit.train.precision import resolve_device, resolve_precision
 from toolkit.train.rundir import CONFIG_FILE, ENV_FILE
 
 EXECUTORS = ("local", "submitit-local", "slurm")
+
+# In a pool worker: set when the grid is being stopped (see _init_worker)
+_STOP = None
+NOT_STARTED = "not started"  # what run_cell returns for a cell it left alone because the grid is stopping
+
+
+class GridInterrupted(Exception):
+    """The grid was stopped (Ctrl-C, SIGTERM); its unfinished cells resume on the next `grid run`."""
 
 
 def results_dir(grid: Grid, results: str | os.PathLike | None = None) -> Path:
@@ -192,12 +203,15 @@ class CellJob:
 def run_cell(job: CellJob) -> dict:
     """Train and evaluate one cell; a half-finished run resumes from its checkpoint."""
     from toolkit.eval.runner import evaluate, evaluator
-    from toolkit.train.loop import run_training
+    from toolkit.train.loop import TrainingInterrupted, run_training
     from toolkit.train.rundir import load_run
     from toolkit.train.tower import with_tower
     from toolkit.world.build import ensure_world
 
     cell, cell_dir = job.cell, Path(job.cell_dir)
+    stop_when = _STOP.is_set if _STOP is not None else None
+    if stop_when is not None and stop_when():  # queued before the grid was stopped: left for the next run
+        return {"state": NOT_STARTED}
     status = {
         "state": "running",
         "cell": cell.id,
@@ -227,7 +241,9 @@ def run_cell(job: CellJob) -> dict:
             ensure_world(cfg.data.world, cfg.data.world_preset, cfg.data.world_seed, cfg.data.world_overrides)
             resume = (run / CONFIG_FILE).is_file()
             cfg = relocate(load_run(run), cfg, run) if resume else with_tower(cfg)
-            run_training(cfg, run, resume=resume, evaluate=evaluator(cfg, run))
+            run_training(cfg, run, resume=resume, evaluate=evaluator(cfg, run), stop_when=stop_when)
+        if stop_when is not None and stop_when():
+            raise TrainingInterrupted(f"stopped after training {run}, before its evaluation")
         if job.tasks:
             evaluate(
                 run,
@@ -241,6 +257,11 @@ def run_cell(job: CellJob) -> dict:
                 echo=lambda s: None,
             )
         status.update(state="done", finished=time.time())
+    except (TrainingInterrupted, KeyboardInterrupt) as err:
+        status.update(state="interrupted", finished=time.time(), message=str(err))
+        if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C, or one outside training: stop now
+            _write_status(cell_dir, status)
+            raise
     except Exception:
         status.update(state="failed", finished=time.time(), traceback=traceback.format_exc())
     _write_status(cell_dir, status)
@@ -298,16 +319,19 @@ def run_grid(
         for c in todo
     ]
     progress = Progress(todo, out, echo, heartbeat)
+    completed = True
     if executor == "local" and jobs <= 1:
-        for a, cell in zip(args, todo):
-            progress.finished(cell, run_cell(a)["state"])
+        try:
+            for a, cell in zip(args, todo):
+                state = run_cell(a)["state"]
+                progress.finished(cell, state)
+                if state == "interrupted":  # Ctrl-C during training: the trainer stopped, so does the grid
+                    completed = False
+                    break
+        except KeyboardInterrupt:  # outside training
+            completed = False
     elif executor == "local":
-        # spawn, not fork: a forked torch process can deadlock in its thread pools
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(run_cell, a): cell for a, cell in zip(args, todo)}
-            for future in as_completed(futures):  # reported as each finishes, not in submission order
-                progress.finished(futures[future], future.result()["state"])
+        completed = _run_pool(args, todo, jobs, progress)
     else:
         import submitit
 
@@ -326,7 +350,11 @@ def run_grid(
         for cell, job in zip(todo, jobs_):
             progress.finished(cell, job.result()["state"])
     progress.close()
-    return {c.id: read_status(out / c.id)["state"] for c in cells}
+    states = {c.id: read_status(out / c.id)["state"] for c in cells}
+    if not completed:
+        left = sum(s not in ("done", "failed") for s in states.values())
+        raise GridInterrupted(f"{left} of {len(cells)} cells not done; run the same command again to resume them")
+    return states
 
 
 def check_precision(cells: list[Cell], out: Path) -> None:
@@ -346,9 +374,14 @@ def check_precision(cells: list[Cell], out: Path) -> None:
             )
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A pool worker's initializer: the worker ends when the grid's process is gone (killed), so no
-    cell trains on unwatched; its status then reads interrupted and the next `grid run` resumes it."""
+def _init_worker(parent: int, stop) -> None:
+    """A pool worker's initializer. The worker ends when the grid's process is gone (killed), so no
+    cell trains on unwatched; its status then reads interrupted and the next `grid run` resumes it.
+    The grid stops its workers through `stop` (an Event): Ctrl-C at a terminal reaches the workers
+    too, and they leave it to the grid's process between cells and during evaluation."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -356,6 +389,43 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_pool(args: list[CellJob], todo: list[Cell], jobs: int, progress: Progress) -> bool:
+    """The cells in a pool of `jobs` processes; returns False when the grid was stopped (Ctrl-C or
+    SIGTERM): queued cells are not started, training cells stop after their step with a checkpoint."""
+    # spawn, not fork: a forked torch process can deadlock in its thread pools
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        with ProcessPoolExecutor(jobs, ctx, initializer=_init_worker, initargs=(os.getpid(), stop)) as pool:
+            futures = {pool.submit(run_cell, a): cell for a, cell in zip(args, todo)}
+            pending = set(futures)
+            try:
+                for future in as_completed(futures):  # reported as each finishes, not in submission order
+                    pending.discard(future)
+                    progress.finished(futures[future], future.result()["state"])
+            except KeyboardInterrupt:
+                stop.set()
+                progress.echo("stopping: the training cells save a checkpoint after their current step")
+                for future in pending:
+                    future.cancel()
+                for future in as_completed([f for f in pending if not f.cancelled()]):
+                    state = future.result()["state"]
+                    if state != NOT_STARTED:
+                        progress.finished(futures[future], state)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    return not stop.is_set()
 
 
 class Progress:

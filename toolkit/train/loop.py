@@ -101,17 +101,20 @@ def run_training(
     resume: bool = False,
     evaluate: Evaluate | None = None,
     before_step: BeforeStep | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict:
     """Train all stages of `cfg` into `run_dir` (or continue it with resume=True); returns a summary.
     `evaluate(checkpoint, step, device)` runs on the main process at `cfg.eval.every` steps (see
-    toolkit.eval.runner.evaluator); `before_step(step, model)` is a hook for tests that inject faults."""
+    toolkit.eval.runner.evaluator); `before_step(step, model)` is a hook for tests that inject faults.
+    Ctrl-C (SIGINT), or `stop_when()` turning true (a grid being stopped), ends the run after the
+    current step with a checkpoint: TrainingInterrupted."""
     run_dir = Path(run_dir)
     existed = run_dir.exists()
     fresh = not resume and not (existed and any(not is_partial(p) for p in run_dir.iterdir()))
     info = init_distributed(cfg.device)
     try:
         run = setup(cfg, run_dir, resume, info, evaluate)
-        stop = _StopRequest()
+        stop = _StopRequest(stop_when)
         try:
             for index in range(run.state.stage, len(run.cfg.stages)):
                 train_stage(run, index, stop, evaluate, before_step)
@@ -290,7 +293,8 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
             tokens_per_s = metrics.pop("tokens") / (time.perf_counter() - started)
             log_now = step % cfg.logging.every == 0 or state.stage_step == stage.steps
             evaluate_now = evaluate is not None and cfg.eval.every > 0 and step % cfg.eval.every == 0
-            save_now = step % cfg.checkpoint.every == 0 or state.stage_step == stage.steps or stop.requested
+            stopping = stop.requested  # read once: the step that saves is the step that stops
+            save_now = step % cfg.checkpoint.every == 0 or state.stage_step == stage.steps or stopping
             if log_now or save_now or evaluate_now:
                 run.skipped = gather_skipped(mixture, run.info, before)
             if log_now:
@@ -316,7 +320,7 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
                 if run.info.is_main:
                     evaluate(state.last_checkpoint, step, str(run.info.device))
                 barrier(run.info)
-            if stop.requested:
+            if stopping:
                 raise TrainingInterrupted(
                     f"interrupted after step {step}; saved {state.last_checkpoint}; continue with --resume"
                 )
@@ -512,17 +516,21 @@ def step_hash(digests: list[bytes]) -> str:
 
 class _StopRequest:
     """Ctrl-C (SIGINT) asks the loop to stop after the current step, with a checkpoint; a second
-    Ctrl-C stops at once."""
+    Ctrl-C stops at once. `stop_when()`, asked once per step, asks the same without a signal."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, stop_when: Callable[[], bool] | None = None) -> None:
+        self.signalled, self.stop_when = False, stop_when
         try:
             self.previous = signal.signal(signal.SIGINT, self._handle)
         except ValueError:  # not the main thread: leave signals alone
             self.previous = None
 
+    @property
+    def requested(self) -> bool:
+        return self.signalled or (self.stop_when is not None and self.stop_when())
+
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        self.signalled = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def restore(self) -> None:
