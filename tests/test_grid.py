@@ -543,20 +543,27 @@ def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tm
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_pool_grid_cleanly(tmp_path, small_world):
-    """SIGINT to `grid run --jobs 2` alone (not its workers): both training cells stop after their
-    step with a checkpoint, the queued cells never start, every worker ends, exit status 130."""
+@pytest.mark.parametrize("to", ["grid process", "process group"])
+def test_ctrl_c_stops_a_pool_grid_cleanly(tmp_path, small_world, to):
+    """SIGINT to `grid run --jobs 2` alone (`kill -INT`), or to its whole process group (Ctrl-C at a
+    terminal): both training cells stop after their step with a checkpoint, the queued cells never
+    start, every worker ends, exit status 130."""
     path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]})
     res = tmp_path / "res"
     cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res), "--jobs", "2"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     cells = load_grid(path).cells()  # seed 0 of both arms first, then seed 1
     dirs = [res / "grid" / c.id for c in cells]
     seed0 = [d for d, c in zip(dirs, cells) if c.seed == 0]
     _wait_for_steps([d / "run" for d in seed0], 3)
     pids = {json.loads((d / "status.json").read_text())["pid"] for d in seed0}
-    proc.send_signal(signal.SIGINT)
+    if to == "grid process":
+        proc.send_signal(signal.SIGINT)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "4 of 4 cells not done; run the same command again to resume them" in err
