@@ -57,7 +57,7 @@ study-results: install
 		done; \
 	done
 	$(BIN)/xmt paper build --results $(STUDY_RESULTS) --out $(STUDY_RESULTS)/paper --allow-empty
-	cp $(STUDY_RESULTS)/paper/fig_transfer_phase.png $(STUDY_RESULTS)/paper/fig_transfer_phase.csv docs/gallery/
+	cp $(STUDY_RESULTS)/paper/fig_transfer_phase.png $(STUDY_RESULTS)/paper/fig_transfer_phase.csv $(STUDY_RESULTS)/paper/fig_transfer_phase.md docs/gallery/
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,7 +7,7 @@ evaluated during training (`eval.every`), one level per evaluated step. Each lev
 learnability gates (experiments/learnability.yaml on its two arms: `gates_pass`, `gates_failed`;
 hollow markers where a gate fails), so an effect read on models that did not learn the world is
 marked as such. Every compared level of every lever is a CSV row; a level without stored results
-is a row with its reason and no number."""
+is a row with its reason and no number. The same rows as a markdown table: fig_transfer_phase.md."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pandas as pd
 
 from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
+from toolkit.files import write_atomic
 from toolkit.grid.learnability import arm_gates
 from toolkit.grid.results import collect, compare_grid, curve_steps, summarize
 from toolkit.grid.spec import Grid, select_arm
@@ -122,12 +123,63 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f}".replace("-", "−")
+
+
+def _effect_cell(r) -> str:
+    """'MLLM vs LLM: +effect [lo, hi], p' in points, or why the comparison is missing."""
+    if r["missing"]:
+        return "not run"
+    return (
+        f"{r['mllm'] * 100:.1f} vs {r['llm'] * 100:.1f}: **{_points(r['effect'])}** "
+        f"[{_points(r['ci_lo'])}, {_points(r['ci_hi'])}], p {float(r['p']):.2g}"
+    )
+
+
+def phase_markdown(df: pd.DataFrame, commit: str) -> str:
+    """The phase rows as one markdown table: a row per lever and level, a column per kind of transfer
+    (accuracy in % of each arm on the vision-only categories; MLLM − LLM in points with its 95% CI
+    and p), and whether the level's models passed the learnability gates."""
+    header = ["lever", "level", "seeds", "gates (both arms)", *(TITLES[kind] for kind, _ in KINDS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    named = set()
+    for (lever, level), sub in df.groupby(["lever", "level"], sort=False):
+        by_kind = {r["kind"]: r for _, r in sub.iterrows()}
+        done = [r for r in by_kind.values() if not r["missing"]]
+        seeds = str(int(done[0]["seeds"])) if done else "–"
+        gates = (
+            "–"
+            if not done
+            else "pass"
+            if done[0]["gates_pass"] in (True, "True")
+            else f"fail: {done[0]['gates_failed']}"
+        )
+        cells = [_effect_cell(by_kind[kind]) if kind in by_kind else "–" for kind, _ in KINDS]
+        name = "" if lever in named else f"{sub.iloc[0]['what']} (`{lever}`)"  # once per lever
+        named.add(lever)
+        lines.append("| " + " | ".join([name, str(level), seeds, gates, *cells]) + " |")
+    notes = [
+        "MLLM vs LLM: accuracy (%) on the vision-only categories, means over seeds; the bold difference is in points, "
+        "with its 95% CI paired over seeds and categories as crossed factors, and its p.",
+        "Gates: experiments/learnability.yaml on the level's two arms (means over seeds); where one fails, the "
+        "models did not learn the world and the difference is not read as transfer.",
+        "Not run: no seed has finished cells of both arms at that level (the CSV's `missing` column says which).",
+        f"Built by `xmt paper build` at commit {commit} from the stored results of experiments/studies/transfer-*.yaml.",
+    ]
+    return "\n".join(
+        ["### MLLM − LLM on vision-only categories, by lever", "", *lines, "", *(f"- {n}" for n in notes), ""]
+    )
+
+
 def build(ctx: Context):
     apply_style()
     import matplotlib.pyplot as plt
 
     df = phase_rows(ctx)
     paths = [write_rows_csv(ctx, "fig_transfer_phase", df)]
+    if not df.empty:
+        paths.append(write_atomic(ctx.out / "fig_transfer_phase.md", phase_markdown(df, ctx.commit)))
     done = df[df["missing"] == ""] if not df.empty else df
     if done.empty:
         reason = "no study grids found" if df.empty else f"no stored results yet ({len(df)} comparisons to run)"

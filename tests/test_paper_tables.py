@@ -298,6 +298,26 @@ def test_transfer_phase_csv_equals_its_data_and_lists_every_level(built):
         assert r.gates_pass == "False" and gate in r.gates_failed.split("; ")
         assert "MLLM, image -> colour of vision-only categories (held-out renders): missing" in r.gates_failed
     assert (out / "fig_transfer_phase.png").stat().st_size > 10_000
+    # The same rows as a markdown table: a row per lever and level (the lever named on its first), a
+    # column per kind with each stored effect in points, and the level's gates.
+    md, table, lever = (out / "fig_transfer_phase.md").read_text().splitlines(), {}, None
+    for line in md[4:]:
+        if not line.startswith("| "):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        lever = cells[0].split("`")[1] if cells[0] else lever
+        table[(lever, cells[1])] = cells
+    assert list(table) == list(dict.fromkeys(zip(df["lever"], df["level"])))
+    minus = lambda x: f"{x * 100:+.1f}".replace("-", "−")  # noqa: E731
+    column = {"expressed": 4, "expressed size": 5, "latent": 6}
+    for r in df.itertuples():
+        cells = table[(r.lever, r.level)]
+        if r.missing:
+            assert cells[column[r.kind]] == "not run"
+            continue
+        effect = f"**{minus(float(r.effect))}** [{minus(float(r.ci_lo))}, {minus(float(r.ci_hi))}]"
+        assert effect in cells[column[r.kind]] and cells[2] == str(int(float(r.seeds)))
+        assert cells[3].startswith("fail: ") and r.gates_failed.split("; ")[0] in cells[3]  # no gate passes here
 
 
 def test_a_curve_reads_each_evaluated_step_then_the_final_evaluation(built):
