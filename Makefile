@@ -1,7 +1,7 @@
 # make install: .venv with torch first (pinned, overridable), then xmt with its dev extras.
 # make test: install + the test suite.   make reproduce: install + `xmt reproduce` (the main job).
 # make studies: install + the transfer studies (experiments/studies/transfer-*.yaml; resumable).
-# make study-results: their summaries (docs/studies/transfer-<study>*.csv) and the gallery's
+# make study-results: their summaries (docs/studies/transfer-<study>*.csv, -curve.md) and the gallery's
 #   fig_transfer_phase, from the studies that have results under STUDY_RESULTS.
 PYTHON ?= python3
 VENV ?= .venv
@@ -50,7 +50,7 @@ study-results: install
 		g=experiments/studies/transfer-$$s.yaml; o=docs/studies/transfer-$$s; \
 		[ -d $(STUDY_RESULTS)/transfer-$$s ] || { echo "transfer-$$s: no results under $(STUDY_RESULTS), passed over"; continue; }; \
 		$(BIN)/xmt grid curve $$g --results $(STUDY_RESULTS) --eval world-colour --eval world-size \
-			--eval world-colour-latent --group vision_only --out $$o-curve.csv || exit 1; \
+			--eval world-colour-latent --group vision_only --out $$o-curve.csv --out $$o-curve.md || exit 1; \
 		$(BIN)/xmt grid learnability $$g --results $(STUDY_RESULTS) --out $$o.csv || exit 1; \
 		for n in 450 900; do \
 			$(BIN)/xmt grid learnability $$g --results $(STUDY_RESULTS) --step $$n --out $$o-step-$$n.csv || exit 1; \

@@ -19,7 +19,7 @@ from paper_figures.common import Context, write_rows_csv
 from paper_figures.style import PALETTE, apply_style, empty_figure, save
 from toolkit.files import write_atomic
 from toolkit.grid.learnability import arm_gates
-from toolkit.grid.results import collect, compare_grid, curve_steps, summarize
+from toolkit.grid.results import collect, compare_grid, curve_steps, effect_text, summarize
 from toolkit.grid.spec import Grid, select_arm
 
 STEPS = "step"  # the lever key of training steps: levels are a run's evaluations during training
@@ -123,17 +123,12 @@ def phase_rows(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _points(x: float) -> str:
-    return f"{x * 100:+.1f}".replace("-", "−")
-
-
 def _effect_cell(r) -> str:
-    """'MLLM vs LLM: +effect [lo, hi], p' in points, or why the comparison is missing."""
+    """'MLLM vs LLM: **+effect** [lo, hi], p' in points, or 'not run'."""
     if r["missing"]:
         return "not run"
-    return (
-        f"{r['mllm'] * 100:.1f} vs {r['llm'] * 100:.1f}: **{_points(r['effect'])}** "
-        f"[{_points(r['ci_lo'])}, {_points(r['ci_hi'])}], p {float(r['p']):.2g}"
+    return f"{r['mllm'] * 100:.1f} vs {r['llm'] * 100:.1f}: " + effect_text(
+        r["effect"], r["ci_lo"], r["ci_hi"], float(r["p"])
     )
 
 

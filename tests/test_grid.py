@@ -149,15 +149,23 @@ def test_grid_table_reads_the_evaluations_during_training_at_a_step(tmp_path, sm
 
     curve_csv = tmp_path / "curve.csv"
     args = ["grid", "curve", str(path), "--results", str(res), "--eval", "world-colour", "--group", "grounded"]
-    curve = runner.invoke(main, [*args, "--out", str(curve_csv)])
+    curve = runner.invoke(main, [*args, "--out", str(curve_csv), "--out", str(tmp_path / "curve.md")])
     assert curve.exit_code == 0, curve.output
     rows = pd.read_csv(curve_csv, keep_default_na=False)
     assert rows["step"].tolist() == [2, 4] and set(rows["group"]) == {"grounded"}
     cells = grid.cells()
     mllm, llm = select_arm(cells, "name=mllm"), select_arm(cells, "name=llm")
-    for r in rows.itertuples():
+    # the same curve as a markdown table in points: a row per pair and step
+    md = (tmp_path / "curve.md").read_text().splitlines()
+    assert md[0] == "| pair | step | seeds | world-colour (grounded) |" and len(md) == 2 + 2
+    points = lambda x: f"{x * 100:+.1f}".replace("-", "−")  # noqa: E731
+    for r, line in zip(rows.itertuples(), md[2:]):
         want = compare_arms(grid, mllm, llm, "world-colour", "grounded", res, step=r.step)
         assert math.isclose(r.effect, want.effect, abs_tol=1e-6) and math.isclose(r.ci_lo, want.ci95[0], abs_tol=1e-6)
+        effect = f"**{points(want.effect)}** [{points(want.ci95[0])}, {points(want.ci95[1])}], p {want.p_value:.2g}"
+        assert line == f"| name=mllm − name=llm | {r.step} | 2 | {effect} |"
+    bad = runner.invoke(main, [*args, "--out", str(tmp_path / "curve.txt")])
+    assert bad.exit_code != 0 and "curve.txt: write a .csv or a .md file" in bad.output
     assert "name=mllm - name=llm" in curve.output and f"{rows['effect'].iloc[0]:+.3f}" in curve.output
 
 

@@ -410,15 +410,29 @@ def grid_table(grid_file: str, scale: str, results: str | None, pivot: str | Non
     "--group",
     help="Result group, e.g. vision_only (default: with --eval the whole eval cell, else it and every group).",
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="Also write the rows as CSV to this file.")
+@click.option(
+    "--out",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Also write the curve to this file: .csv the rows, .md a markdown table in points (repeatable).",
+)
 def grid_curve(
-    grid_file: str, scale: str, results: str | None, eval_cells: tuple[str, ...], group: str | None, out: str | None
+    grid_file: str,
+    scale: str,
+    results: str | None,
+    eval_cells: tuple[str, ...],
+    group: str | None,
+    out: tuple[str, ...],
 ) -> None:
     """The grid's paired comparisons as curves over training: the effect with its 95% CI at every step
     the cells were evaluated at during training (eval.every), and at the end."""
-    from toolkit.files import atomic_path
-    from toolkit.grid.results import compare_curve, rounded
+    from toolkit.files import atomic_path, write_atomic
+    from toolkit.grid.results import compare_curve, curve_markdown, rounded
     from toolkit.grid.spec import load_grid
+
+    for path in out:
+        if not path.endswith((".csv", ".md")):
+            raise click.BadParameter(f"{path}: write a .csv or a .md file", param_hint="--out")
 
     g = load_grid(grid_file, scale)
     evals = [(ev, group) for ev in eval_cells] if eval_cells else None
@@ -435,10 +449,13 @@ def grid_curve(
         index=["pair", "eval", "group"], columns="step", values="cell", aggfunc="first", sort=False
     )
     click.echo(table.to_string())
-    if out:
-        with atomic_path(out, ".csv") as tmp:
-            rounded(df).to_csv(tmp, index=False)
-        click.echo(f"-> {out}")
+    for path in out:
+        if path.endswith(".md"):
+            write_atomic(path, curve_markdown(rounded(df)))
+        elif path.endswith(".csv"):
+            with atomic_path(path, ".csv") as tmp:
+                rounded(df).to_csv(tmp, index=False)
+        click.echo(f"-> {path}")
 
 
 def _check_step(grid, results: str | None, step: int | None) -> None:

@@ -230,6 +230,42 @@ def compare_curve(
     return pd.DataFrame(rows)
 
 
+def effect_text(effect: float, lo: float, hi: float, p: float) -> str:
+    """A difference in points (x100) with its 95% CI and p, as the study tables write it:
+    '**+4.7** [−1.3, +10.7], p 0.12'."""
+    points = lambda x: f"{x * 100:+.1f}".replace("-", "−")  # noqa: E731
+    return f"**{points(effect)}** [{points(lo)}, {points(hi)}], p {p:.2g}"
+
+
+def _pair_name(a: str, b: str) -> str:
+    """What two compared arms share (the level of a study's lever), else 'a − b'."""
+    shared = [part for part in a.split(",") if part in b.split(",")]
+    return ", ".join(shared) if shared else f"{a} − {b}"
+
+
+def curve_markdown(curve: pd.DataFrame) -> str:
+    """A compare_curve frame as a markdown table: a row per compared pair (named by what its two arms
+    share) and step, a column per eval cell and group; a comparison that could not be made says why."""
+    columns = list(dict.fromkeys(zip(curve["eval"], curve["group"])))
+    header = ["pair", "step", "seeds", *(ev if g == "all" else f"{ev} ({g})" for ev, g in columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (a, b, step), sub in curve.groupby(["a", "b", "step"], sort=False):
+        by_column = {(r["eval"], r["group"]): r for _, r in sub.iterrows()}
+        done = [r for r in by_column.values() if not r["reason"]]
+        cells = []
+        for key in columns:
+            r = by_column.get(key)
+            if r is None:
+                cells.append("–")
+            elif r["reason"]:
+                cells.append(f"not compared: {r['reason']}")
+            else:
+                cells.append(effect_text(r["effect"], r["ci_lo"], r["ci_hi"], r["p"]))
+        seeds = str(int(done[0]["seeds"])) if done else "–"
+        lines.append("| " + " | ".join([_pair_name(a, b), str(step), seeds, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def rounded(df: pd.DataFrame) -> pd.DataFrame:
     """Numbers for a CSV that the same results write byte for byte: 6 decimals, but p-values (column
     `p`) to 4 significant digits, so a small one is not written as 0."""
