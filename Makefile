@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 
 # grid cells trained at a time by make reproduce and make studies (2 fits a 2-core machine)
 JOBS ?= 2
+# make reproduce's budget (xmt reproduce --scale): smoke, tiny or calibrated (where the gates pass)
+SCALE ?= tiny
 # the transfer studies: results root, and the order they run in (the chosen point first: its runs
 # are every other study's default level)
 STUDY_RESULTS ?= results
@@ -35,7 +37,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 reproduce: install
-	$(BIN)/xmt reproduce --jobs $(JOBS)
+	$(BIN)/xmt reproduce --scale $(SCALE) --jobs $(JOBS)
 
 studies: install
 	for s in $(STUDIES); do \
