@@ -547,7 +547,10 @@ def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tm
     _stopped_cleanly(first)
     assert not (second / "status.json").exists()
     status = CliRunner().invoke(main, ["grid", "status", str(path), "--results", str(res), "--json"])
-    assert [r["state"] for r in json.loads(status.output)] == ["interrupted", "pending"]
+    rows = json.loads(status.output)
+    assert [r["state"] for r in rows] == ["interrupted", "pending"]
+    last = json.loads((first / "run" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    assert rows[0]["error"] == f"stopped after step {last} with a checkpoint; grid run resumes it"
 
 
 @pytest.mark.slow

@@ -243,7 +243,7 @@ def run_cell(job: CellJob) -> dict:
             cfg = relocate(load_run(run), cfg, run) if resume else with_tower(cfg)
             run_training(cfg, run, resume=resume, evaluate=evaluator(cfg, run), stop_when=stop_when)
         if stop_when is not None and stop_when():
-            raise TrainingInterrupted(f"stopped after training {run}, before its evaluation")
+            raise TrainingInterrupted("stopped after its training, before its evaluation")
         if job.tasks:
             evaluate(
                 run,
@@ -258,7 +258,11 @@ def run_cell(job: CellJob) -> dict:
             )
         status.update(state="done", finished=time.time())
     except (TrainingInterrupted, KeyboardInterrupt) as err:
-        status.update(state="interrupted", finished=time.time(), message=str(err))
+        step = getattr(err, "step", None)
+        message = str(err) if step is None else f"stopped after step {step} with a checkpoint"
+        status.update(
+            state="interrupted", finished=time.time(), message=f"{message or 'interrupted'}; grid run resumes it"
+        )
         if isinstance(err, KeyboardInterrupt):  # a second Ctrl-C, or one outside training: stop now
             _write_status(cell_dir, status)
             raise
@@ -524,7 +528,10 @@ def grid_status(grid: Grid, results: str | os.PathLike | None = None) -> list[di
                 "label": cell.label,
                 "seed": cell.seed,
                 "state": status["state"],
-                "error": status.get("traceback", "").strip().splitlines()[-1] if status.get("traceback") else "",
+                # why it stopped: a failed cell's error, an interrupted one's message (where it stopped)
+                "error": status["traceback"].strip().splitlines()[-1]
+                if status.get("traceback")
+                else status.get("message", ""),
             }
         )
     return rows

@@ -57,7 +57,11 @@ class TrainingError(RuntimeError):
 
 
 class TrainingInterrupted(TrainingError):
-    pass
+    """Stopped on request (Ctrl-C, stop_when) after `step`, saved at `checkpoint`."""
+
+    def __init__(self, message: str, step: int | None = None, checkpoint: Path | None = None) -> None:
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
 
 
 @dataclass
@@ -322,7 +326,9 @@ def train_stage(run: Run, index: int, stop, evaluate: Evaluate | None, before_st
                 barrier(run.info)
             if stopping:
                 raise TrainingInterrupted(
-                    f"interrupted after step {step}; saved {state.last_checkpoint}; continue with --resume"
+                    f"interrupted after step {step}; saved {state.last_checkpoint}; continue with --resume",
+                    step,
+                    state.last_checkpoint,
                 )
     state.stage, state.stage_step = index + 1, 0
 
