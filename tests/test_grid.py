@@ -554,11 +554,11 @@ def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tm
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("to", ["grid process", "process group"])
+@pytest.mark.parametrize("to", ["grid process", "process group", "sigterm"])
 def test_ctrl_c_stops_a_pool_grid_cleanly(tmp_path, small_world, to):
-    """SIGINT to `grid run --jobs 2` alone (`kill -INT`), or to its whole process group (Ctrl-C at a
-    terminal): both training cells stop after their step with a checkpoint, the queued cells never
-    start, every worker ends, exit status 130."""
+    """SIGINT to `grid run --jobs 2` alone (`kill -INT`), to its whole process group (Ctrl-C at a
+    terminal), or SIGTERM to it (`kill`, a scheduler): both training cells stop after their step with
+    a checkpoint, the queued cells never start, every worker ends, exit status 130."""
     path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]})
     res = tmp_path / "res"
     cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res), "--jobs", "2"]
@@ -571,10 +571,10 @@ def test_ctrl_c_stops_a_pool_grid_cleanly(tmp_path, small_world, to):
     seed0 = [d for d, c in zip(dirs, cells) if c.seed == 0]
     _wait_for_steps([d / "run" for d in seed0], 3)
     pids = {json.loads((d / "status.json").read_text())["pid"] for d in seed0}
-    if to == "grid process":
-        proc.send_signal(signal.SIGINT)
-    else:
+    if to == "process group":
         os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT if to == "grid process" else signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "4 of 4 cells not done; run the same command again to resume them" in err
