@@ -142,14 +142,10 @@ def phase_markdown(df: pd.DataFrame, commit: str) -> str:
     for (lever, level), sub in df.groupby(["lever", "level"], sort=False):
         by_kind = {r["kind"]: r for _, r in sub.iterrows()}
         done = [r for r in by_kind.values() if not r["missing"]]
-        seeds = str(int(done[0]["seeds"])) if done else "–"
-        gates = (
-            "–"
-            if not done
-            else "pass"
-            if done[0]["gates_pass"] in (True, "True")
-            else f"fail: {done[0]['gates_failed']}"
-        )
+        seeds, gates = "–", "–"
+        if done:
+            seeds = str(int(done[0]["seeds"]))
+            gates = "pass" if done[0]["gates_pass"] in (True, "True") else f"fail: {done[0]['gates_failed']}"
         cells = [_effect_cell(by_kind[kind]) if kind in by_kind else "–" for kind, _ in KINDS]
         name = "" if lever in named else f"{sub.iloc[0]['what']} (`{lever}`)"  # once per lever
         named.add(lever)
