@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 
 # grid cells trained at a time by make reproduce and make studies (2 fits a 2-core machine)
 JOBS ?= 2
-# make reproduce's budget (xmt reproduce --scale): smoke, tiny or calibrated (where the gates pass)
+# make reproduce's budget (xmt reproduce --scale): smoke, tiny, half or calibrated
 SCALE ?= tiny
 # the transfer studies: results root, and the order they run in (the chosen point first: its runs
 # are every other study's default level)

@@ -48,6 +48,24 @@ def test_every_paper_grid_plans(path):
         assert load_grid(path, scale).cells()
 
 
+def test_the_half_reproduce_scale_halves_every_stage_of_every_paper_grid(tmp_path):
+    """`xmt reproduce --scale half` runs each paper grid at its `half` scale: the calibrated scale's
+    cells and 3 seeds, every stage at half its steps and warmup, on the reproduce's world."""
+    from toolkit.commands.reproduce import SCALES, scaled_grid
+
+    for name in SCALES["half"].grids:
+        half = scaled_grid(name, SCALES["half"], tmp_path).cells()
+        full = load_grid(ROOT / "experiments" / "paper" / f"{name}.yaml", "calibrated").cells()
+        assert [c.overrides for c in half] == [c.overrides for c in full], name
+        assert {c.overrides["seed"] for c in half} == {0, 1, 2}, name
+        for cell, reference in zip(half, full):
+            assert cell.config.stages, name
+            for stage, ref in zip(cell.config.stages, reference.config.stages, strict=True):
+                assert (stage.steps, stage.warmup) == (max(2, round(ref.steps / 2)), max(1, round(ref.warmup / 2)))
+                assert (stage.lr, stage.schedule) == (ref.lr, ref.schedule)
+            assert str(cell.config.data.world) == str(tmp_path / "world")
+
+
 def test_unknown_grid_keys_name_the_key(tmp_path, small_world):
     path = _grid_file(tmp_path, small_world, extra={"sedes": [0]})
     result = CliRunner().invoke(main, ["grid", "plan", str(path)])

@@ -699,12 +699,13 @@ def paper_build(results: str, out: str, grids: str | None, scale: str, analysis:
 @main.command()
 @click.option(
     "--scale",
-    type=click.Choice(["smoke", "tiny", "calibrated"]),
+    type=click.Choice(["smoke", "tiny", "half", "calibrated"]),
     default="tiny",
     show_default=True,
     help="Budget: smoke (seconds per cell, for CI), tiny (a laptop CPU, about 20 min on 2 cores with --jobs 2; "
-    "15% of the steps at which the learnability gates were found to pass, too few for them to pass) or "
-    "calibrated (every stage's steps, 3 seeds, where they pass; hours on 2 cores).",
+    "15% of the steps at which the learnability gates were found to pass, too few for them to pass), "
+    "half (half of every stage's steps, 3 seeds) or calibrated (every stage's steps, 3 seeds, where they pass; "
+    "hours on 2 cores).",
 )
 @click.option(
     "--jobs",
