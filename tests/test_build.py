@@ -256,3 +256,22 @@ def test_reproduce_stopped_in_its_grids_says_so_and_runs_no_later_stage(tmp_path
     assert ran == ["first"]
     assert "[2/3] grids: stopped: 3 of 8 cells not done; run the same command again to resume them" in lines
     assert not any("FAILED" in line for line in lines)
+
+
+def test_summary_keeps_a_small_p_value_and_the_gates(tmp_path):
+    """summary.json states a p of 2.6e-06 as such (rounded to 3 significant digits, never to 0)."""
+    from toolkit.commands.reproduce import SCALES, write_summary
+    from toolkit.commands.stage_clock import StageClock
+    from toolkit.grid.results import ArmComparison
+    from toolkit.grid.stats import Comparison
+
+    clock = StageClock(tmp_path / "stage_times.json")
+    clock.run("world build", lambda: None)
+    small = Comparison(0.14583, (0.0873, 0.2044), 2.5812e-06, 4.4844, 3, 64)
+    effects = [ArmComparison("name=mllm", "name=llm", "world-colour-latent", "vision_only", small)]
+    gates = [{"name": "g", "value": 0.95, "threshold": 0.9, "pass": True, "seeds": 3}]
+    summary = json.loads(write_summary(SCALES["half"], tmp_path, clock, effects, gates).read_text())
+    (row,) = summary["headline"]
+    assert row["p_value"] == 2.58e-06 and row["effect"] == 0.1458 and row["ci95"] == [0.0873, 0.2044]
+    assert row["comparison"] == "name=mllm - name=llm" and (row["seeds"], row["examples"]) == (3, 64)
+    assert summary["scale"] == "half" and summary["n_seeds"] == 3 and summary["gates_pass"] is True

@@ -236,7 +236,7 @@ def write_summary(scale: Scale, out: Path, clock: StageClock, effects: list, gat
                 "group": c.group or "all",
                 "effect": round(c.comparison.effect, 4),
                 "ci95": [round(v, 4) for v in c.comparison.ci95],
-                "p_value": round(c.comparison.p_value, 4),
+                "p_value": float(f"{c.comparison.p_value:.3g}"),  # 3 significant digits: a small p stays nonzero
                 "effect_size": None if math.isnan(c.comparison.effect_size) else round(c.comparison.effect_size, 3),
                 "seeds": c.comparison.n_seeds,
                 "examples": c.comparison.n_examples,
