@@ -548,19 +548,27 @@ def _stopped_cleanly(cell_dir):
     assert saved[-1] == f"step-{last:07d}", (saved, last)
 
 
-def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tmp_path, small_world):
-    """Ctrl-C in `grid run` (one process): the training cell saves a checkpoint after its step and
-    reads interrupted; the grid does not go on to the next cell and exits with 130."""
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm", "sigterm, sigint ignored"])
+def test_ctrl_c_stops_a_grid_after_the_training_step_and_starts_no_other_cell(tmp_path, small_world, how):
+    """Ctrl-C or SIGTERM to `grid run` (one process): the training cell saves a checkpoint after its
+    step and reads interrupted; the grid does not go on to the next cell and exits with 130. Started
+    with SIGINT ignored (a shell script's background job), the grid says so and names the command
+    that stops it."""
     path = _grid_file(tmp_path, small_world, steps=5000, axes={"model.decoder.positions": ["xpos", "rope"]}, seeds=(0,))
     res = tmp_path / "res"
     cmd = [sys.executable, "-m", "toolkit.cli", "grid", "run", str(path), "--results", str(res)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if "ignored" in how else None
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore
+    )
     first, second = (res / "grid" / c.id for c in load_grid(path).cells())
     _wait_for_steps([first / "run"], 3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    warning = f"Ctrl-C does not reach this grid (SIGINT is ignored here, as in a background job); stop it with `kill -TERM {proc.pid}`"
+    assert (warning in out) == ("ignored" in how), out
     assert "2 of 2 cells not done; run the same command again to resume them" in err
     _stopped_cleanly(first)
     assert not (second / "status.json").exists()

@@ -323,8 +323,17 @@ def run_grid(
         for c in todo
     ]
     progress = Progress(todo, out, echo, heartbeat)
+    if todo and executor != "slurm" and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        echo(
+            "Ctrl-C does not reach this grid (SIGINT is ignored here, as in a background job); "
+            f"stop it with `kill -TERM {os.getpid()}`"
+        )
     completed = True
     if executor == "local" and jobs <= 1:
+        try:
+            previous = signal.signal(signal.SIGTERM, _term_as_ctrl_c)
+        except ValueError:  # not the main thread: leave signals alone
+            previous = None
         try:
             for a, cell in zip(args, todo):
                 state = run_cell(a)["state"]
@@ -334,6 +343,9 @@ def run_grid(
                     break
         except KeyboardInterrupt:  # outside training
             completed = False
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     elif executor == "local":
         completed = _run_pool(args, todo, jobs, progress)
     else:
@@ -397,6 +409,16 @@ def _init_worker(parent: int, stop) -> None:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+def _term_as_ctrl_c(signum, frame) -> None:
+    """SIGTERM to a one-process grid does what Ctrl-C does: the handler SIGINT has now (a training
+    run's, which stops after its step with a checkpoint) runs; without one it interrupts at once."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def _run_pool(args: list[CellJob], todo: list[Cell], jobs: int, progress: Progress) -> bool:
