@@ -66,6 +66,18 @@ def test_the_half_reproduce_scale_halves_every_stage_of_every_paper_grid(tmp_pat
             assert str(cell.config.data.world) == str(tmp_path / "world")
 
 
+def test_reproduce_offers_exactly_its_scales():
+    """`xmt reproduce --scale` lists the scales `run_reproduce` knows (the CLI names them without
+    importing torch), and every grid a scale runs defines the grid scale it runs them at."""
+    from toolkit.commands.reproduce import SCALES
+
+    option = next(p for p in main.commands["reproduce"].params if p.name == "scale")
+    assert list(option.type.choices) == list(SCALES)
+    for scale in SCALES.values():
+        for name in scale.grids:
+            assert scale.grid_scale in load_grid(ROOT / "experiments" / "paper" / f"{name}.yaml").spec.scales, name
+
+
 def test_unknown_grid_keys_name_the_key(tmp_path, small_world):
     path = _grid_file(tmp_path, small_world, extra={"sedes": [0]})
     result = CliRunner().invoke(main, ["grid", "plan", str(path)])
