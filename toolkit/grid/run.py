@@ -17,6 +17,7 @@ this process), `submitit-local` (submitit's local executor) and `slurm` (submiti
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -331,21 +332,15 @@ def run_grid(
     completed = True
     if executor == "local" and jobs <= 1:
         try:
-            previous = signal.signal(signal.SIGTERM, _term_as_ctrl_c)
-        except ValueError:  # not the main thread: leave signals alone
-            previous = None
-        try:
-            for a, cell in zip(args, todo):
-                state = run_cell(a)["state"]
-                progress.finished(cell, state)
-                if state == "interrupted":  # Ctrl-C during training: the trainer stopped, so does the grid
-                    completed = False
-                    break
+            with _on_sigterm(_term_as_ctrl_c):
+                for a, cell in zip(args, todo):
+                    state = run_cell(a)["state"]
+                    progress.finished(cell, state)
+                    if state == "interrupted":  # Ctrl-C during training: the trainer stopped, so does the grid
+                        completed = False
+                        break
         except KeyboardInterrupt:  # outside training
             completed = False
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
     elif executor == "local":
         completed = _run_pool(args, todo, jobs, progress)
     else:
@@ -411,6 +406,20 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def _on_sigterm(handler):
+    """`handler` takes SIGTERM inside the block (outside the main thread signals are left alone)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _term_as_ctrl_c(signum, frame) -> None:
     """SIGTERM to a one-process grid does what Ctrl-C does: the handler SIGINT has now (a training
     run's, which stops after its step with a checkpoint) runs; without one it interrupts at once."""
@@ -427,30 +436,23 @@ def _run_pool(args: list[CellJob], todo: list[Cell], jobs: int, progress: Progre
     # spawn, not fork: a forked torch process can deadlock in its thread pools
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
-    try:
-        with ProcessPoolExecutor(jobs, ctx, initializer=_init_worker, initargs=(os.getpid(), stop)) as pool:
-            futures = {pool.submit(run_cell, a): cell for a, cell in zip(args, todo)}
-            pending = set(futures)
-            try:
-                for future in as_completed(futures):  # reported as each finishes, not in submission order
-                    pending.discard(future)
-                    progress.finished(futures[future], future.result()["state"])
-            except KeyboardInterrupt:
-                stop.set()
-                progress.echo("stopping: the training cells save a checkpoint after their current step")
-                for future in pending:
-                    future.cancel()
-                for future in as_completed([f for f in pending if not f.cancelled()]):
-                    state = future.result()["state"]
-                    if state != NOT_STARTED:
-                        progress.finished(futures[future], state)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    pool = ProcessPoolExecutor(jobs, ctx, initializer=_init_worker, initargs=(os.getpid(), stop))
+    with _on_sigterm(_raise_interrupt), pool:
+        futures = {pool.submit(run_cell, a): cell for a, cell in zip(args, todo)}
+        pending = set(futures)
+        try:
+            for future in as_completed(futures):  # reported as each finishes, not in submission order
+                pending.discard(future)
+                progress.finished(futures[future], future.result()["state"])
+        except KeyboardInterrupt:
+            stop.set()
+            progress.echo("stopping: the training cells save a checkpoint after their current step")
+            for future in pending:
+                future.cancel()
+            for future in as_completed([f for f in pending if not f.cancelled()]):
+                state = future.result()["state"]
+                if state != NOT_STARTED:
+                    progress.finished(futures[future], state)
     return not stop.is_set()
 
 
